@@ -1,0 +1,41 @@
+/* Shared basics: return codes, attributes, allocation that dies on OOM. */
+#ifndef IAS_COMMON_H
+#define IAS_COMMON_H
+
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Few return codes, always checked (nginx NGX_OK/NGX_ERROR/NGX_AGAIN). */
+enum {
+    IAS_OK = 0,
+    IAS_ERR = -1,
+    IAS_AGAIN = -2,
+};
+
+#define IAS_MUSTCHECK __attribute__((warn_unused_result))
+#define IAS_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define IAS_NORETURN __attribute__((noreturn))
+#define IAS_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define IAS_UNUSED(x) ((void)(x))
+
+/* Out of memory is the third tier of failure: log and abort. */
+void *ias_xmalloc(size_t n);
+void *ias_xcalloc(size_t nmemb, size_t size);
+void *ias_xrealloc(void *p, size_t n);
+char *ias_xstrdup(const char *s);
+char *ias_xstrndup(const char *s, size_t n);
+char *ias_xasprintf(const char *fmt, ...) IAS_PRINTF(1, 2);
+IAS_NORETURN void ias_die(const char *fmt, ...) IAS_PRINTF(1, 2);
+
+/* Bounded copy that always terminates; returns IAS_ERR when truncated. */
+int ias_strlcpy(char *dst, const char *src, size_t dstlen);
+
+/* Monotonic and wall clocks. */
+uint64_t ias_now_ms(void);      /* CLOCK_MONOTONIC */
+uint64_t ias_now_us(void);      /* CLOCK_MONOTONIC */
+int64_t ias_wall_ms(void);      /* CLOCK_REALTIME, ms since epoch */
+/* ISO 8601 UTC with milliseconds: 2026-11-22T10:11:12.345Z (buf >= 25). */
+void ias_iso8601_ms(int64_t wall_ms, char *buf, size_t len);
+
+#endif
