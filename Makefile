@@ -46,8 +46,10 @@ build/obj/%.o: %.c
 build/lib/libcommon.a: $(patsubst %.c,build/obj/%.o,$(LIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+# Under secondary expansion a literal % in a prerequisite is the stem; $(PCT) keeps patsubst's own %.
+PCT := %
 .SECONDEXPANSION:
-build/bin/ias-%: $$(patsubst %.c,build/obj/%.o,$$(wildcard services/$$*/*.c)) build/lib/libcommon.a
+build/bin/ias-%: $$(patsubst $$(PCT).c,build/obj/$$(PCT).o,$$(wildcard services/$$*/*.c)) build/lib/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -61,7 +63,7 @@ build/asan/lib/libcommon.a: $(patsubst %.c,build/asan/obj/%.o,$(LIB_SRCS))
 build/asan/lib/libtestlib.a: $(patsubst %.c,build/asan/obj/%.o,$(TESTLIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
-build/asan/bin/ias-%: $$(patsubst %.c,build/asan/obj/%.o,$$(wildcard services/$$*/*.c)) build/asan/lib/libcommon.a
+build/asan/bin/ias-%: $$(patsubst $$(PCT).c,build/asan/obj/$$(PCT).o,$$(wildcard services/$$*/*.c)) build/asan/lib/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASANFLAGS) -o $@ $^ $(LDLIBS)
 build/asan/tests/%: build/asan/obj/tests/%.o build/asan/lib/libtestlib.a build/asan/lib/libcommon.a

@@ -1,0 +1,568 @@
+/* OpenAI chat/completion request validation (see ias/openai.h). */
+#include "ias/openai.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const role_names[] = {
+    [IAS_OPENAI_ROLE_SYSTEM] = "system",       [IAS_OPENAI_ROLE_USER] = "user",
+    [IAS_OPENAI_ROLE_ASSISTANT] = "assistant", [IAS_OPENAI_ROLE_TOOL] = "tool",
+    [IAS_OPENAI_ROLE_DEVELOPER] = "developer",
+};
+
+static int fail(ias_openai_error *err, const char *param, const char *fmt, ...) IAS_PRINTF(3, 4);
+
+static int fail(ias_openai_error *err, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL)
+        return IAS_ERR;
+    (void)ias_strlcpy(err->param, param != NULL ? param : "", sizeof(err->param));
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return IAS_ERR;
+}
+
+static bool is_integral(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && floor(v->valuedouble) == v->valuedouble;
+}
+
+/* "a string", "an integer", ... as OpenAI words it in type errors. */
+static const char *type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return "a string";
+    if (cJSON_IsBool(v))
+        return "a boolean";
+    if (cJSON_IsNull(v))
+        return "null";
+    if (cJSON_IsArray(v))
+        return "an array";
+    if (cJSON_IsObject(v))
+        return "an object";
+    if (is_integral(v))
+        return "an integer";
+    if (cJSON_IsNumber(v))
+        return "a decimal";
+    return "an unknown type";
+}
+
+static int type_error(ias_openai_error *err, const char *param, const char *expected,
+                      const cJSON *got)
+{
+    return fail(err, param, "Invalid type for '%s': expected %s, but got %s instead.", param,
+                expected, type_name(got));
+}
+
+/* Finds key in obj, refusing duplicates: cJSON keeps the first occurrence while
+ * most backends keep the last, so a duplicated key we act on (model, messages,
+ * content...) could make us validate one value and forward another. */
+static int get_unique(const cJSON *obj, const char *key, const char *prefix, const cJSON **out,
+                      ias_openai_error *err)
+{
+    const cJSON *it, *found = NULL;
+    char param[128];
+
+    cJSON_ArrayForEach(it, obj)
+    {
+        if (it->string == NULL || strcmp(it->string, key) != 0)
+            continue;
+        if (found != NULL) {
+            snprintf(param, sizeof(param), "%s%s", prefix, key);
+            return fail(err, param, "Duplicate key '%s' in request body.", param);
+        }
+        found = it;
+    }
+    *out = found;
+    return IAS_OK;
+}
+
+/* Absent and JSON null both mean "not given" for optional parameters. */
+static bool given(const cJSON *v)
+{
+    return v != NULL && !cJSON_IsNull(v);
+}
+
+static int parse_bool(const cJSON *obj, const char *key, const char *prefix, bool *out,
+                      ias_openai_error *err)
+{
+    const cJSON *v;
+    char param[96];
+
+    if (get_unique(obj, key, prefix, &v, err) != IAS_OK)
+        return IAS_ERR;
+    *out = false;
+    if (!given(v))
+        return IAS_OK;
+    snprintf(param, sizeof(param), "%s%s", prefix, key);
+    if (!cJSON_IsBool(v))
+        return type_error(err, param, "a boolean", v);
+    *out = cJSON_IsTrue(v);
+    return IAS_OK;
+}
+
+static int parse_max_tokens(const cJSON *body, const char *key, long *out, ias_openai_error *err)
+{
+    const cJSON *v;
+
+    if (get_unique(body, key, "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    *out = 0;
+    if (!given(v))
+        return IAS_OK;
+    if (!is_integral(v))
+        return type_error(err, key, "an integer", v);
+    if (v->valuedouble < 1)
+        return fail(err, key,
+                    "Invalid '%s': integer below minimum value. Expected a value >= 1, but got "
+                    "%.17g instead.",
+                    key, v->valuedouble);
+    if (v->valuedouble > IAS_OPENAI_MAX_TOKENS_LIMIT)
+        return fail(err, key,
+                    "Invalid '%s': integer above maximum value. Expected a value <= %d, but got "
+                    "%.17g instead.",
+                    key, IAS_OPENAI_MAX_TOKENS_LIMIT, v->valuedouble);
+    *out = (long)v->valuedouble;
+    return IAS_OK;
+}
+
+static int parse_range(const cJSON *body, const char *key, double lo, double hi, bool *has,
+                       double *out, ias_openai_error *err)
+{
+    const cJSON *v;
+
+    if (get_unique(body, key, "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    *has = false;
+    if (!given(v))
+        return IAS_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return type_error(err, key, "a number", v);
+    if (v->valuedouble < lo)
+        return fail(err, key,
+                    "Invalid '%s': decimal below minimum value. Expected a value >= %g, but got "
+                    "%g instead.",
+                    key, lo, v->valuedouble);
+    if (v->valuedouble > hi)
+        return fail(err, key,
+                    "Invalid '%s': decimal above maximum value. Expected a value <= %g, but got "
+                    "%g instead.",
+                    key, hi, v->valuedouble);
+    *has = true;
+    *out = v->valuedouble;
+    return IAS_OK;
+}
+
+static int parse_model(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v;
+    size_t len;
+
+    if (get_unique(body, "model", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    if (!given(v))
+        return fail(err, "model", "'model' is a required property");
+    if (!cJSON_IsString(v))
+        return type_error(err, "model", "a string", v);
+    len = strlen(v->valuestring);
+    if (len == 0)
+        return fail(err, "model",
+                    "Invalid 'model': string too short. Expected a string with minimum length "
+                    "1, but got an empty string instead.");
+    if (len > IAS_OPENAI_MAX_MODEL_LEN)
+        return fail(err, "model",
+                    "Invalid 'model': string too long. Expected a string with maximum length "
+                    "%d, but got a string with length %zu instead.",
+                    IAS_OPENAI_MAX_MODEL_LEN, len);
+    out->model = v->valuestring;
+    return IAS_OK;
+}
+
+static int parse_stream(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *opts;
+
+    if (parse_bool(body, "stream", "", &out->stream, err) != IAS_OK)
+        return IAS_ERR;
+    if (get_unique(body, "stream_options", "", &opts, err) != IAS_OK)
+        return IAS_ERR;
+    out->include_usage = false;
+    if (!given(opts))
+        return IAS_OK;
+    if (!cJSON_IsObject(opts))
+        return type_error(err, "stream_options", "an object", opts);
+    /* OpenAI refuses stream_options on a non-streaming request. */
+    if (!out->stream)
+        return fail(err, "stream_options",
+                    "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+    return parse_bool(opts, "include_usage", "stream_options.", &out->include_usage, err);
+}
+
+static int parse_n(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v;
+
+    if (get_unique(body, "n", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    out->n = 1;
+    if (!given(v))
+        return IAS_OK;
+    if (!is_integral(v))
+        return type_error(err, "n", "an integer", v);
+    if (v->valuedouble != 1)
+        return fail(err, "n", "Invalid value for 'n': only n=1 is supported, got %.17g.",
+                    v->valuedouble);
+    return IAS_OK;
+}
+
+static int parse_stop(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v, *it;
+    size_t count;
+    char param[32];
+
+    if (get_unique(body, "stop", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    out->nstop = 0;
+    if (!given(v))
+        return IAS_OK;
+    if (cJSON_IsString(v)) {
+        out->stop[out->nstop++] = v->valuestring;
+        return IAS_OK;
+    }
+    if (!cJSON_IsArray(v))
+        return type_error(err, "stop", "a string or an array", v);
+    count = (size_t)cJSON_GetArraySize(v);
+    if (count > IAS_OPENAI_MAX_STOP)
+        return fail(err, "stop",
+                    "Invalid 'stop': array too long. Expected an array with maximum length %d, "
+                    "but got an array with length %zu instead.",
+                    IAS_OPENAI_MAX_STOP, count);
+    cJSON_ArrayForEach(it, v)
+    {
+        if (!cJSON_IsString(it)) {
+            snprintf(param, sizeof(param), "stop[%zu]", out->nstop);
+            return type_error(err, param, "a string", it);
+        }
+        out->stop[out->nstop++] = it->valuestring;
+    }
+    return IAS_OK;
+}
+
+static int parse_user(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v;
+
+    if (get_unique(body, "user", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    out->user = NULL;
+    if (!given(v))
+        return IAS_OK;
+    if (!cJSON_IsString(v))
+        return type_error(err, "user", "a string", v);
+    out->user = v->valuestring;
+    return IAS_OK;
+}
+
+/* Fields shared by both endpoints, after the endpoint-specific ones. */
+static int parse_common(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    if (parse_stream(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_max_tokens(body, "max_tokens", &out->max_tokens, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_range(body, "temperature", 0.0, 2.0, &out->has_temperature, &out->temperature, err) !=
+        IAS_OK)
+        return IAS_ERR;
+    if (parse_range(body, "top_p", 0.0, 1.0, &out->has_top_p, &out->top_p, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_n(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_stop(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    return parse_user(body, out, err);
+}
+
+static int parse_role(const cJSON *msg, const char *prefix, ias_openai_role *role,
+                      ias_openai_error *err)
+{
+    const cJSON *v;
+    char param[64];
+
+    if (get_unique(msg, "role", prefix, &v, err) != IAS_OK)
+        return IAS_ERR;
+    snprintf(param, sizeof(param), "%srole", prefix);
+    if (!given(v))
+        return fail(err, param, "'%s' is a required property", param);
+    if (!cJSON_IsString(v))
+        return type_error(err, param, "a string", v);
+    for (size_t i = 0; i < IAS_ARRAY_LEN(role_names); i++) {
+        if (strcmp(v->valuestring, role_names[i]) == 0) {
+            *role = (ias_openai_role)i;
+            return IAS_OK;
+        }
+    }
+    return fail(err, param,
+                "Invalid value for '%s': expected one of 'system', 'user', 'assistant', 'tool', "
+                "'developer'.",
+                param);
+}
+
+static int parse_part(const cJSON *part, const char *prefix, size_t *text_bytes,
+                      ias_openai_error *err)
+{
+    static const char *const other_types[] = {"image_url", "input_audio", "file", "refusal"};
+    const cJSON *type, *text;
+    char param[96]; /* prefix is at most 80 bytes (see parse_content) */
+
+    if (!cJSON_IsObject(part)) {
+        snprintf(param, sizeof(param), "%.*s", (int)strlen(prefix) - 1, prefix);
+        return type_error(err, param, "an object", part);
+    }
+    if (get_unique(part, "type", prefix, &type, err) != IAS_OK)
+        return IAS_ERR;
+    snprintf(param, sizeof(param), "%stype", prefix);
+    if (!given(type))
+        return fail(err, param, "'%s' is a required property", param);
+    if (!cJSON_IsString(type))
+        return type_error(err, param, "a string", type);
+    if (strcmp(type->valuestring, "text") == 0) {
+        if (get_unique(part, "text", prefix, &text, err) != IAS_OK)
+            return IAS_ERR;
+        snprintf(param, sizeof(param), "%stext", prefix);
+        if (!given(text))
+            return fail(err, param, "'%s' is a required property", param);
+        if (!cJSON_IsString(text))
+            return type_error(err, param, "a string", text);
+        *text_bytes += strlen(text->valuestring);
+        return IAS_OK;
+    }
+    /* Non-text parts pass through for multimodal backends; they add no text. */
+    for (size_t i = 0; i < IAS_ARRAY_LEN(other_types); i++) {
+        if (strcmp(type->valuestring, other_types[i]) == 0)
+            return IAS_OK;
+    }
+    return fail(err, param,
+                "Invalid value for '%s': expected one of 'text', 'image_url', 'input_audio', "
+                "'file', 'refusal'.",
+                param);
+}
+
+static int parse_content(const cJSON *msg, const char *prefix, ias_openai_role role,
+                         size_t *text_bytes, ias_openai_error *err)
+{
+    const cJSON *v, *part;
+    char param[48], part_prefix[80];
+    size_t count, i = 0;
+
+    if (get_unique(msg, "content", prefix, &v, err) != IAS_OK)
+        return IAS_ERR;
+    snprintf(param, sizeof(param), "%scontent", prefix);
+    if (!given(v)) {
+        /* An assistant turn that only carried tool_calls has no content. */
+        if (role == IAS_OPENAI_ROLE_ASSISTANT)
+            return IAS_OK;
+        return fail(err, param, "'%s' is a required property", param);
+    }
+    if (cJSON_IsString(v)) {
+        *text_bytes += strlen(v->valuestring);
+        return IAS_OK;
+    }
+    if (!cJSON_IsArray(v))
+        return type_error(err, param, "a string or an array", v);
+    count = (size_t)cJSON_GetArraySize(v);
+    if (count == 0)
+        return fail(err, param,
+                    "Invalid '%s': empty array. Expected an array with minimum length 1, but "
+                    "got an empty array instead.",
+                    param);
+    if (count > IAS_OPENAI_MAX_CONTENT_PARTS)
+        return fail(err, param,
+                    "Invalid '%s': array too long. Expected an array with maximum length %d, "
+                    "but got an array with length %zu instead.",
+                    param, IAS_OPENAI_MAX_CONTENT_PARTS, count);
+    cJSON_ArrayForEach(part, v)
+    {
+        snprintf(part_prefix, sizeof(part_prefix), "%s[%zu].", param, i++);
+        if (parse_part(part, part_prefix, text_bytes, err) != IAS_OK)
+            return IAS_ERR;
+    }
+    return IAS_OK;
+}
+
+static int parse_messages(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v, *msg;
+    size_t count, i = 0;
+    char prefix[32];
+
+    if (get_unique(body, "messages", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    if (!given(v))
+        return fail(err, "messages", "'messages' is a required property");
+    if (!cJSON_IsArray(v))
+        return type_error(err, "messages", "an array", v);
+    count = (size_t)cJSON_GetArraySize(v);
+    if (count == 0)
+        return fail(err, "messages",
+                    "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+                    "but got an empty array instead.");
+    if (count > IAS_OPENAI_MAX_MESSAGES)
+        return fail(err, "messages",
+                    "Invalid 'messages': array too long. Expected an array with maximum length "
+                    "%d, but got an array with length %zu instead.",
+                    IAS_OPENAI_MAX_MESSAGES, count);
+    cJSON_ArrayForEach(msg, v)
+    {
+        ias_openai_role role = IAS_OPENAI_ROLE_USER;
+
+        snprintf(prefix, sizeof(prefix), "messages[%zu].", i);
+        if (!cJSON_IsObject(msg)) {
+            snprintf(prefix, sizeof(prefix), "messages[%zu]", i);
+            return type_error(err, prefix, "an object", msg);
+        }
+        if (parse_role(msg, prefix, &role, err) != IAS_OK)
+            return IAS_ERR;
+        if (parse_content(msg, prefix, role, &out->text_bytes, err) != IAS_OK)
+            return IAS_ERR;
+        i++;
+    }
+    out->messages = v;
+    out->nmessages = count;
+    return IAS_OK;
+}
+
+static int parse_prompt(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v, *it;
+    size_t count, i = 0;
+    char param[32];
+
+    if (get_unique(body, "prompt", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    if (!given(v))
+        return fail(err, "prompt", "'prompt' is a required property");
+    if (cJSON_IsString(v)) {
+        out->prompt = v;
+        out->nmessages = 1;
+        out->text_bytes = strlen(v->valuestring);
+        return IAS_OK;
+    }
+    if (!cJSON_IsArray(v))
+        return type_error(err, "prompt", "a string or an array of strings", v);
+    count = (size_t)cJSON_GetArraySize(v);
+    if (count == 0)
+        return fail(err, "prompt",
+                    "Invalid 'prompt': empty array. Expected an array with minimum length 1, "
+                    "but got an empty array instead.");
+    if (count > IAS_OPENAI_MAX_PROMPTS)
+        return fail(err, "prompt",
+                    "Invalid 'prompt': array too long. Expected an array with maximum length "
+                    "%d, but got an array with length %zu instead.",
+                    IAS_OPENAI_MAX_PROMPTS, count);
+    cJSON_ArrayForEach(it, v)
+    {
+        if (!cJSON_IsString(it)) {
+            snprintf(param, sizeof(param), "prompt[%zu]", i);
+            return type_error(err, param, "a string", it);
+        }
+        out->text_bytes += strlen(it->valuestring);
+        i++;
+    }
+    out->prompt = v;
+    out->nmessages = count;
+    return IAS_OK;
+}
+
+static int begin(const cJSON *body, ias_openai_kind kind, ias_openai_request *out,
+                 ias_openai_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = kind;
+    out->n = 1;
+    if (err != NULL) {
+        err->param[0] = '\0';
+        err->message[0] = '\0';
+    }
+    if (!cJSON_IsObject(body))
+        return fail(err, NULL, "Invalid request body: expected a JSON object, but got %s.",
+                    body == NULL ? "nothing" : type_name(body));
+    return parse_model(body, out, err);
+}
+
+int ias_openai_parse_chat(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    long max_completion_tokens;
+
+    if (begin(body, IAS_OPENAI_CHAT, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_messages(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_common(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_max_tokens(body, "max_completion_tokens", &max_completion_tokens, err) != IAS_OK)
+        return IAS_ERR;
+    /* As vLLM and OpenAI: max_completion_tokens supersedes the deprecated max_tokens. */
+    if (max_completion_tokens > 0)
+        out->max_tokens = max_completion_tokens;
+    return IAS_OK;
+}
+
+int ias_openai_parse_completion(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    if (begin(body, IAS_OPENAI_COMPLETION, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_prompt(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    return parse_common(body, out, err);
+}
+
+uint64_t ias_openai_estimate_prompt_tokens(const ias_openai_request *req)
+{
+    return ((uint64_t)req->text_bytes + 3) / 4 + 4 * (uint64_t)req->nmessages;
+}
+
+void ias_openai_content_foreach_text(const cJSON *content, ias_openai_text_fn fn, void *arg)
+{
+    const cJSON *part, *type, *text;
+
+    if (cJSON_IsString(content)) {
+        fn(content->valuestring, strlen(content->valuestring), arg);
+        return;
+    }
+    if (!cJSON_IsArray(content))
+        return;
+    cJSON_ArrayForEach(part, content)
+    {
+        type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (cJSON_IsString(type) && strcmp(type->valuestring, "text") == 0 && cJSON_IsString(text))
+            fn(text->valuestring, strlen(text->valuestring), arg);
+    }
+}
+
+ias_openai_role ias_openai_message_role(const cJSON *message)
+{
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(message, "role");
+
+    if (cJSON_IsString(role)) {
+        for (size_t i = 0; i < IAS_ARRAY_LEN(role_names); i++) {
+            if (strcmp(role->valuestring, role_names[i]) == 0)
+                return (ias_openai_role)i;
+        }
+    }
+    return IAS_OPENAI_ROLE_USER;
+}
+
+const char *ias_openai_role_name(ias_openai_role role)
+{
+    if ((size_t)role >= IAS_ARRAY_LEN(role_names))
+        return "user";
+    return role_names[role];
+}

@@ -1,0 +1,644 @@
+/* POST /v1/chat/completions and /v1/completions, streaming and not, shaped
+ * like vLLM's OpenAI server (vllm/entrypoints/openai: chat_completion/serving.py,
+ * completion/serving.py, protocol.py), plus GET /v1/models.
+ *
+ * Token accounting mirrors vLLM: a reply cut by max_tokens ends with its last
+ * word, finish_reason "length"; a reply that ends by itself ends with an EOS
+ * token that carries no text (an empty delta with finish_reason "stop") and
+ * counts as a completion token, as vLLM counts EOS. */
+#include "mockllm.h"
+
+#include "ias/crypto.h"
+#include "ias/log.h"
+
+#include <cjson/cJSON.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+enum {
+    STREAM_HIGH_WATER = 64 * 1024, /* stop producing above this many pending bytes */
+    STREAM_LOW_WATER = 16 * 1024,  /* resume at or below this */
+    STREAM_BATCH = 64,             /* tokens per loop pass when unthrottled */
+};
+
+typedef struct mock_gen {
+    ias_req *r; /* NULL once the client left */
+    mock_ctx *ctx;
+    struct event *timer;
+    mock_params params;
+    mock_prompt prompt;
+    mock_textgen text;
+    bool chat, stream, include_usage;
+    bool stop;       /* ends with EOS ("stop") rather than at the limit ("length") */
+    long long words; /* words of text */
+    long long total; /* completion tokens: words, + 1 for EOS when stop */
+    long long sent;  /* tokens streamed so far */
+    bool role_sent;  /* chat: the first chunk (role) went out */
+    bool counted;    /* included in mockllm_streams_active */
+    bool in_pump;    /* on the stack: on_close must not free */
+    bool closed;     /* the client left */
+    bool done;       /* the reply ended; free when unwinding */
+    int64_t created;
+    char id[48];
+    mock_buf prefix; /* "data: {\"id\":...,\"model\":...," */
+    mock_buf chunk;  /* scratch for one event */
+    mock_buf token;  /* scratch for one token's text */
+} mock_gen;
+
+static void pump(mock_gen *g);
+
+/* ---- errors, as vLLM shapes them: {"error":{"message","type","param","code":<int>}} ---- */
+
+static void reply_vllm_error(ias_req *r, int status, const char *type, const char *param,
+                             const char *fmt, ...) IAS_PRINTF(5, 6);
+
+static void reply_vllm_error(ias_req *r, int status, const char *type, const char *param,
+                             const char *fmt, ...)
+{
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_CreateObject();
+    char msg[512];
+    va_list ap;
+
+    if (root == NULL || err == NULL)
+        ias_die("mockllm: out of memory");
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cJSON_AddItemToObject(root, "error", err);
+    cJSON_AddStringToObject(err, "message", msg);
+    cJSON_AddStringToObject(err, "type", type);
+    if (param != NULL && param[0] != '\0')
+        cJSON_AddStringToObject(err, "param", param);
+    else
+        cJSON_AddNullToObject(err, "param");
+    cJSON_AddNumberToObject(err, "code", status);
+    (void)ias_reply_json(r, status, root);
+    cJSON_Delete(root);
+}
+
+static const char *error_type(int status)
+{
+    switch (status) {
+    case 400:
+        return "BadRequestError";
+    case 401:
+        return "AuthenticationError";
+    case 403:
+        return "PermissionDeniedError";
+    case 404:
+        return "NotFoundError";
+    case 408:
+        return "RequestTimeoutError";
+    case 409:
+        return "ConflictError";
+    case 422:
+        return "UnprocessableEntityError";
+    case 429:
+        return "RateLimitError";
+    case 501:
+        return "NotImplementedError";
+    case 503:
+        return "ServiceUnavailableError";
+    default:
+        return status >= 500 ? "InternalServerError" : "BadRequestError";
+    }
+}
+
+/* ---- generation state ---- */
+
+static void gen_free(mock_gen *g)
+{
+    if (g->timer != NULL)
+        event_free(g->timer);
+    if (g->counted)
+        ias_gauge_add(g->ctx->streams_active, -1);
+    mock_prompt_free(&g->prompt);
+    mock_buf_free(&g->prefix);
+    mock_buf_free(&g->chunk);
+    mock_buf_free(&g->token);
+    free(g);
+}
+
+/* The client left: cancel timers and free, unless a pass of ours is on the stack. */
+static void on_close(ias_req *r, void *arg)
+{
+    mock_gen *g = arg;
+
+    g->closed = true;
+    g->r = NULL;
+    if (!g->in_pump)
+        gen_free(g);
+}
+
+/* Ends our interest in the request before its final reply, so on_close cannot
+ * fire for a generation that is being freed. */
+static ias_req *detach(mock_gen *g)
+{
+    ias_req *r = g->r;
+
+    ias_req_on_close(r, NULL, NULL);
+    g->done = true;
+    return r;
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    pump(arg);
+}
+
+static void arm(mock_gen *g, long long usec)
+{
+    struct timeval tv = {.tv_sec = (time_t)(usec / 1000000),
+                         .tv_usec = (suseconds_t)(usec % 1000000)};
+
+    if (g->timer == NULL) {
+        g->timer = evtimer_new(ias_req_base(g->r), timer_cb, g);
+        if (g->timer == NULL)
+            ias_die("mockllm: evtimer_new failed");
+    }
+    if (evtimer_add(g->timer, &tv) != 0)
+        ias_die("mockllm: evtimer_add failed");
+}
+
+static void drained(ias_req *r, void *arg)
+{
+    pump(arg);
+}
+
+/* Close the client's connection mid-reply: shutdown(SHUT_WR) sends FIN after
+ * what the kernel already holds, so the client reads a truncated chunked body
+ * (no terminating chunk, no [DONE]); ending the reply then makes evhttp's next
+ * write fail and free the connection through its normal error path. Freeing the
+ * connection ourselves (evhttp_connection_free) could run inside evhttp's own
+ * write callback (on_drain) and pull it from under libevent. */
+static void cut_connection(mock_gen *g)
+{
+    struct evhttp_request *evreq = ias_req_evreq(g->r);
+    struct evhttp_connection *evcon = evreq ? evhttp_request_get_connection(evreq) : NULL;
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    ias_req *r;
+
+    if (fd < 0 || shutdown(fd, SHUT_WR) != 0)
+        ias_warn(ias_req_log(g->r), "mock fault cut-after: cannot shut the connection down");
+    else
+        ias_info(ias_req_log(g->r), "mock fault: connection cut after %lld tokens", g->sent);
+    r = detach(g);
+    if (g->stream)
+        ias_reply_stream_end(r);
+    else
+        (void)ias_reply(r, 500, "text/plain", "", 0);
+}
+
+/* ---- non-streaming ---- */
+
+static cJSON *usage_json(const mock_gen *g, bool details)
+{
+    cJSON *u = cJSON_CreateObject();
+
+    if (u == NULL)
+        ias_die("mockllm: out of memory");
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)g->prompt.prompt_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(g->prompt.prompt_tokens + g->total));
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)g->total);
+    if (details)
+        cJSON_AddNullToObject(u, "prompt_tokens_details");
+    return u;
+}
+
+static void reply_full(mock_gen *g)
+{
+    cJSON *root = cJSON_CreateObject(), *choices, *choice, *msg;
+    mock_buf content = {0};
+    const char *word;
+    size_t len;
+
+    if (root == NULL)
+        ias_die("mockllm: out of memory");
+    mock_buf_add(&content, "", 0);
+    for (long long i = 0; i < g->words && mock_textgen_next(&g->text, &word, &len); i++) {
+        if (i > 0)
+            mock_buf_add(&content, " ", 1);
+        mock_buf_add(&content, word, len);
+    }
+    cJSON_AddStringToObject(root, "id", g->id);
+    cJSON_AddStringToObject(root, "object", g->chat ? "chat.completion" : "text_completion");
+    cJSON_AddNumberToObject(root, "created", (double)g->created);
+    cJSON_AddStringToObject(root, "model", g->ctx->model);
+    choices = cJSON_AddArrayToObject(root, "choices");
+    choice = cJSON_CreateObject();
+    if (choices == NULL || choice == NULL)
+        ias_die("mockllm: out of memory");
+    cJSON_AddItemToArray(choices, choice);
+    cJSON_AddNumberToObject(choice, "index", 0);
+    if (g->chat) {
+        msg = cJSON_AddObjectToObject(choice, "message");
+        if (msg == NULL)
+            ias_die("mockllm: out of memory");
+        cJSON_AddStringToObject(msg, "role", "assistant");
+        cJSON_AddNullToObject(msg, "reasoning_content");
+        cJSON_AddStringToObject(msg, "content", content.data);
+        cJSON_AddArrayToObject(msg, "tool_calls");
+    } else {
+        cJSON_AddStringToObject(choice, "text", content.data);
+    }
+    cJSON_AddNullToObject(choice, "logprobs");
+    cJSON_AddStringToObject(choice, "finish_reason", g->stop ? "stop" : "length");
+    cJSON_AddNullToObject(choice, "stop_reason");
+    if (!g->chat)
+        cJSON_AddNullToObject(choice, "prompt_logprobs");
+    cJSON_AddItemToObject(root, "usage", usage_json(g, true));
+    if (g->chat)
+        cJSON_AddNullToObject(root, "prompt_logprobs");
+    cJSON_AddNullToObject(root, "kv_transfer_params");
+
+    ias_counter_add(g->ctx->tokens_generated, (uint64_t)g->total);
+    (void)ias_reply_json(detach(g), 200, root);
+    cJSON_Delete(root);
+    mock_buf_free(&content);
+}
+
+/* ---- streaming ---- */
+
+static int send_event(mock_gen *g)
+{
+    if (ias_reply_stream_chunk(g->r, g->chunk.data, g->chunk.len) != IAS_OK) {
+        if (!g->closed) {
+            ias_warn(ias_req_log(g->r), "mockllm: stream chunk refused");
+            ias_reply_stream_end(detach(g));
+        }
+        return IAS_ERR;
+    }
+    return IAS_OK;
+}
+
+static void begin_choice(mock_gen *g)
+{
+    g->chunk.len = 0;
+    mock_buf_add(&g->chunk, g->prefix.data, g->prefix.len);
+    mock_buf_adds(&g->chunk, "\"choices\":[{\"index\":0,");
+}
+
+static int send_role(mock_gen *g)
+{
+    begin_choice(g);
+    mock_buf_adds(&g->chunk, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+                             "\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+    return send_event(g);
+}
+
+/* One token: a word (with a leading space after the first) or, last when
+ * stop, the EOS token with empty text. The last token carries finish_reason. */
+static int send_token(mock_gen *g)
+{
+    bool last = g->sent + 1 == g->total;
+    const char *word;
+    size_t len;
+
+    g->token.len = 0;
+    mock_buf_add(&g->token, "", 0);
+    if (g->sent < g->words && mock_textgen_next(&g->text, &word, &len)) {
+        if (g->sent > 0)
+            mock_buf_add(&g->token, " ", 1);
+        mock_buf_add(&g->token, word, len);
+    }
+    begin_choice(g);
+    mock_buf_adds(&g->chunk, g->chat ? "\"delta\":{\"content\":" : "\"text\":");
+    mock_buf_add_json_str(&g->chunk, g->token.data, g->token.len);
+    mock_buf_adds(&g->chunk, g->chat ? "},\"logprobs\":null," : ",\"logprobs\":null,");
+    if (!last)
+        mock_buf_adds(&g->chunk, g->chat ? "\"finish_reason\":null}]}\n\n"
+                                         : "\"finish_reason\":null,\"stop_reason\":null}]}\n\n");
+    else
+        mock_buf_addf(&g->chunk, "\"finish_reason\":\"%s\",\"stop_reason\":null}]}\n\n",
+                      g->stop ? "stop" : "length");
+    if (send_event(g) != IAS_OK)
+        return IAS_ERR;
+    g->sent++;
+    ias_counter_inc(g->ctx->tokens_generated);
+    return IAS_OK;
+}
+
+/* Optional usage chunk (choices empty, as vLLM with include_usage), [DONE], end. */
+static void finish_stream(mock_gen *g)
+{
+    if (g->include_usage) {
+        g->chunk.len = 0;
+        mock_buf_add(&g->chunk, g->prefix.data, g->prefix.len);
+        mock_buf_addf(&g->chunk,
+                      "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld,"
+                      "\"completion_tokens\":%lld}}\n\n",
+                      g->prompt.prompt_tokens, g->prompt.prompt_tokens + g->total, g->total);
+        if (send_event(g) != IAS_OK)
+            return;
+    }
+    g->chunk.len = 0;
+    mock_buf_adds(&g->chunk, "data: [DONE]\n\n");
+    if (send_event(g) != IAS_OK)
+        return;
+    ias_reply_stream_end(detach(g));
+}
+
+/* One pass of the producer: sends what timing and backpressure allow, then
+ * arms the timer or on_drain to come back. */
+static void stream_pass(mock_gen *g)
+{
+    bool cut = g->params.fault.kind == MOCK_FAULT_CUT_AFTER;
+    int batch = 0;
+
+    if (g->chat && !g->role_sent) {
+        /* vLLM sends the role with the first output, not with the headers. */
+        if (send_role(g) != IAS_OK)
+            return;
+        g->role_sent = true;
+    }
+    for (;;) {
+        if (cut && (g->sent == g->params.fault.arg || g->sent == g->total)) {
+            /* Let everything queued reach the kernel first, then cut. */
+            if (ias_reply_stream_pending(g->r) > 0)
+                ias_reply_stream_on_drain(g->r, 0, drained, g);
+            else
+                cut_connection(g);
+            return;
+        }
+        if (g->sent == g->total) {
+            finish_stream(g);
+            return;
+        }
+        if (ias_reply_stream_pending(g->r) > STREAM_HIGH_WATER) {
+            ias_reply_stream_on_drain(g->r, STREAM_LOW_WATER, drained, g);
+            return;
+        }
+        if (g->params.tokens_per_s > 0 && batch > 0) {
+            arm(g, 1000000 / g->params.tokens_per_s);
+            return;
+        }
+        if (batch >= STREAM_BATCH) {
+            arm(g, 0); /* yield the loop to other connections */
+            return;
+        }
+        if (send_token(g) != IAS_OK)
+            return;
+        batch++;
+    }
+}
+
+static void pump(mock_gen *g)
+{
+    g->in_pump = true;
+    if (g->params.fault.kind == MOCK_FAULT_HANG) {
+        /* nothing: wait for on_close */
+    } else if (!g->stream) {
+        if (g->params.fault.kind == MOCK_FAULT_CUT_AFTER)
+            cut_connection(g);
+        else
+            reply_full(g);
+    } else {
+        stream_pass(g);
+    }
+    g->in_pump = false;
+    if (g->closed || g->done)
+        gen_free(g);
+}
+
+/* ---- handlers ---- */
+
+static uint64_t load64(const uint8_t *b)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
+static mock_gen *gen_new(ias_req *r, mock_ctx *ctx, bool chat, const mock_params *params,
+                         const uint8_t rnd[16])
+{
+    mock_gen *g = ias_xcalloc(1, sizeof(*g));
+    char hex[33];
+
+    g->r = r;
+    g->ctx = ctx;
+    g->chat = chat;
+    g->params = *params;
+    g->created = ias_wall_ms() / 1000;
+    if (ias_hex_encode(rnd, 16, hex, sizeof(hex)) < 0)
+        ias_die("mockllm: hex encoding failed");
+    snprintf(g->id, sizeof(g->id), "%s%s", chat ? "chatcmpl-" : "cmpl-", hex);
+    ias_req_on_close(r, on_close, g);
+    return g;
+}
+
+/* Fills g's limits from the request and the model's context; IAS_ERR after
+ * answering 400 (vLLM's wording). */
+static int plan(mock_gen *g, const ias_openai_request *req)
+{
+    mock_ctx *ctx = g->ctx;
+    long long prompt = g->prompt.prompt_tokens, limit, natural;
+
+    if (prompt >= ctx->context_len) {
+        reply_vllm_error(g->r, 400, "BadRequestError", "input_tokens",
+                         "This model's maximum context length is %lld tokens. However, your "
+                         "request has %lld input tokens. Please reduce the length of the input "
+                         "messages.",
+                         ctx->context_len, prompt);
+        return IAS_ERR;
+    }
+    if (req->max_tokens > 0 && prompt + req->max_tokens > ctx->context_len) {
+        reply_vllm_error(g->r, 400, "BadRequestError", "max_tokens",
+                         "'max_tokens' or 'max_completion_tokens' is too large: %ld. This "
+                         "model's maximum context length is %lld tokens and your request has "
+                         "%lld input tokens (%ld > %lld - %lld).",
+                         req->max_tokens, ctx->context_len, prompt, req->max_tokens,
+                         ctx->context_len, prompt);
+        return IAS_ERR;
+    }
+    limit = req->max_tokens > 0 ? req->max_tokens : ctx->max_tokens_default;
+    if (limit > ctx->context_len - prompt)
+        limit = ctx->context_len - prompt;
+    natural = g->params.echo ? g->prompt.echo_words : g->params.natural_tokens;
+    if (natural >= 0 && natural < limit) {
+        g->stop = true;
+        g->words = natural;
+        g->total = natural + 1; /* EOS */
+    } else {
+        g->stop = false;
+        g->words = limit;
+        g->total = limit;
+    }
+    return IAS_OK;
+}
+
+static void start(mock_gen *g)
+{
+    mock_ctx *ctx = g->ctx;
+    long long delay_ms = g->params.ttft_ms;
+
+    mock_textgen_init(&g->text, &g->prompt);
+    if (!g->stream) {
+        /* A non-streaming answer takes as long as the stream would have. */
+        if (g->params.tokens_per_s > 0)
+            delay_ms += g->total * 1000 / g->params.tokens_per_s;
+        if (delay_ms > 0)
+            arm(g, delay_ms * 1000);
+        else
+            pump(g);
+        return;
+    }
+    mock_buf_adds(&g->prefix, "data: {\"id\":\"");
+    mock_buf_adds(&g->prefix, g->id);
+    mock_buf_addf(&g->prefix, "\",\"object\":\"%s\",\"created\":%lld,\"model\":",
+                  g->chat ? "chat.completion.chunk" : "text_completion", (long long)g->created);
+    mock_buf_add_json_str(&g->prefix, ctx->model, strlen(ctx->model));
+    mock_buf_add(&g->prefix, ",", 1);
+    /* Headers go out now, the first token after TTFT, as vLLM's StreamingResponse. */
+    if (ias_reply_stream_start(g->r, 200, "text/event-stream; charset=utf-8") != IAS_OK) {
+        /* still inside the handler, so on_close cannot have run: free here */
+        ias_warn(ias_req_log(g->r), "mockllm: cannot start the stream");
+        (void)detach(g);
+        gen_free(g);
+        return;
+    }
+    ias_gauge_add(ctx->streams_active, 1);
+    g->counted = true;
+    if (delay_ms > 0)
+        arm(g, delay_ms * 1000);
+    else
+        pump(g);
+}
+
+static void handle(ias_req *r, mock_ctx *ctx, bool chat)
+{
+    ias_openai_request req;
+    ias_openai_error perr;
+    mock_params params;
+    uint8_t rnd[24];
+    char err[256];
+    cJSON *body;
+    mock_gen *g;
+
+    if (mock_params_for_request(&ctx->defaults, r, &params, err, sizeof(err)) != IAS_OK) {
+        reply_vllm_error(r, 400, "BadRequestError", NULL, "%s", err);
+        return;
+    }
+    /* Faults come first: a failing backend does not look at the body. */
+    if (params.fault.kind == MOCK_FAULT_STATUS) {
+        reply_vllm_error(r, (int)params.fault.arg, error_type((int)params.fault.arg), NULL,
+                         "mock fault: status %ld", params.fault.arg);
+        return;
+    }
+    if (ias_random_bytes(rnd, sizeof(rnd)) != IAS_OK)
+        ias_die("mockllm: no randomness");
+    if (params.error_rate > 0 && (double)(load64(rnd + 16) >> 11) * 0x1.0p-53 < params.error_rate) {
+        reply_vllm_error(r, 500, "InternalServerError", NULL, "mock fault: injected error");
+        return;
+    }
+    if (params.fault.kind == MOCK_FAULT_HANG) {
+        (void)gen_new(r, ctx, chat, &params, rnd); /* freed by on_close */
+        return;
+    }
+
+    body = ias_req_json(r);
+    if (body == NULL)
+        return; /* answered 400 */
+    if ((chat ? ias_openai_parse_chat(body, &req, &perr)
+              : ias_openai_parse_completion(body, &req, &perr)) != IAS_OK) {
+        reply_vllm_error(r, 400, "BadRequestError", perr.param, "%s", perr.message);
+        return;
+    }
+    if (strcmp(req.model, ctx->model) != 0) {
+        reply_vllm_error(r, 404, "NotFoundError", "model", "The model `%s` does not exist.",
+                         req.model);
+        return;
+    }
+    if (!chat && req.nmessages != 1) {
+        reply_vllm_error(r, 400, "BadRequestError", "prompt",
+                         "mockllm answers a single prompt; got an array of %zu.", req.nmessages);
+        return;
+    }
+
+    g = gen_new(r, ctx, chat, &params, rnd);
+    g->stream = req.stream;
+    g->include_usage = req.include_usage;
+    if (chat)
+        mock_prompt_chat(&req, ctx->model, params.seed, params.echo, &g->prompt);
+    else
+        mock_prompt_completion(cJSON_IsString(req.prompt) ? req.prompt->valuestring
+                                                          : req.prompt->child->valuestring,
+                               ctx->model, params.seed, params.echo, &g->prompt);
+    if (plan(g, &req) != IAS_OK) {
+        (void)detach(g);
+        gen_free(g);
+        return;
+    }
+    start(g);
+}
+
+void mock_handle_chat(ias_req *r, void *ctx)
+{
+    handle(r, ctx, true);
+}
+
+void mock_handle_completions(ias_req *r, void *ctx)
+{
+    handle(r, ctx, false);
+}
+
+/* GET /v1/models: one card, as vLLM's ModelCard. */
+void mock_handle_models(ias_req *r, void *arg)
+{
+    mock_ctx *ctx = arg;
+    cJSON *root = cJSON_CreateObject(), *data, *card, *perms, *perm;
+    int64_t now = ias_wall_ms() / 1000;
+    char uuid[IAS_UUID_STR_LEN + 1], permid[64];
+    size_t j = 0;
+
+    if (root == NULL)
+        ias_die("mockllm: out of memory");
+    cJSON_AddStringToObject(root, "object", "list");
+    data = cJSON_AddArrayToObject(root, "data");
+    card = cJSON_CreateObject();
+    perm = cJSON_CreateObject();
+    if (data == NULL || card == NULL || perm == NULL)
+        ias_die("mockllm: out of memory");
+    cJSON_AddItemToArray(data, card);
+    cJSON_AddStringToObject(card, "id", ctx->model);
+    cJSON_AddStringToObject(card, "object", "model");
+    cJSON_AddNumberToObject(card, "created", (double)now);
+    cJSON_AddStringToObject(card, "owned_by", "ias-mock");
+    cJSON_AddStringToObject(card, "root", ctx->model);
+    cJSON_AddNullToObject(card, "parent");
+    cJSON_AddNumberToObject(card, "max_model_len", (double)ctx->context_len);
+    perms = cJSON_AddArrayToObject(card, "permission");
+    if (perms == NULL)
+        ias_die("mockllm: out of memory");
+    cJSON_AddItemToArray(perms, perm);
+    ias_uuid_v4(uuid);
+    j = (size_t)snprintf(permid, sizeof(permid), "modelperm-");
+    for (const char *p = uuid; *p && j + 1 < sizeof(permid); p++) {
+        if (*p != '-')
+            permid[j++] = *p;
+    }
+    permid[j] = '\0';
+    cJSON_AddStringToObject(perm, "id", permid);
+    cJSON_AddStringToObject(perm, "object", "model_permission");
+    cJSON_AddNumberToObject(perm, "created", (double)now);
+    cJSON_AddFalseToObject(perm, "allow_create_engine");
+    cJSON_AddTrueToObject(perm, "allow_sampling");
+    cJSON_AddTrueToObject(perm, "allow_logprobs");
+    cJSON_AddFalseToObject(perm, "allow_search_indices");
+    cJSON_AddTrueToObject(perm, "allow_view");
+    cJSON_AddFalseToObject(perm, "allow_fine_tuning");
+    cJSON_AddStringToObject(perm, "organization", "*");
+    cJSON_AddNullToObject(perm, "group");
+    cJSON_AddFalseToObject(perm, "is_blocking");
+    (void)ias_reply_json(r, 200, root);
+    cJSON_Delete(root);
+}

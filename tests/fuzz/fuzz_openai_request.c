@@ -1,0 +1,79 @@
+/* libFuzzer target: arbitrary bytes -> cJSON -> both OpenAI request parsers.
+ * Checks no crash, no leak, and the invariants the handlers rely on. */
+#include "ias/openai.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void count_text(const char *text, size_t len, void *arg)
+{
+    size_t *total = arg;
+
+    if (strlen(text) != len)
+        abort();
+    *total += len;
+}
+
+static void check_ok(const ias_openai_request *req)
+{
+    size_t total = 0;
+    const cJSON *msg;
+
+    if (req->model == NULL || req->model[0] == '\0' ||
+        strlen(req->model) > IAS_OPENAI_MAX_MODEL_LEN)
+        abort();
+    if (req->n != 1 || req->nstop > IAS_OPENAI_MAX_STOP)
+        abort();
+    if (req->max_tokens < 0 || req->max_tokens > IAS_OPENAI_MAX_TOKENS_LIMIT)
+        abort();
+    if (req->include_usage && !req->stream)
+        abort();
+    for (size_t i = 0; i < req->nstop; i++) {
+        if (req->stop[i] == NULL)
+            abort();
+    }
+    if (req->kind == IAS_OPENAI_CHAT) {
+        if (req->messages == NULL || req->nmessages == 0)
+            abort();
+        cJSON_ArrayForEach(msg, req->messages)
+        {
+            (void)ias_openai_role_name(ias_openai_message_role(msg));
+            ias_openai_content_foreach_text(cJSON_GetObjectItemCaseSensitive(msg, "content"),
+                                            count_text, &total);
+        }
+        /* The walker and the parser must agree on what counts as text. */
+        if (total != req->text_bytes)
+            abort();
+    } else if (req->prompt == NULL || req->nmessages == 0) {
+        abort();
+    }
+    (void)ias_openai_estimate_prompt_tokens(req);
+}
+
+static void check_err(const ias_openai_error *err)
+{
+    if (memchr(err->param, '\0', sizeof(err->param)) == NULL ||
+        memchr(err->message, '\0', sizeof(err->message)) == NULL || err->message[0] == '\0')
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    ias_openai_request req;
+    ias_openai_error err;
+    cJSON *json = cJSON_ParseWithLength((const char *)data, size);
+
+    if (json == NULL)
+        return 0;
+    if (ias_openai_parse_chat(json, &req, &err) == IAS_OK)
+        check_ok(&req);
+    else
+        check_err(&err);
+    if (ias_openai_parse_completion(json, &req, &err) == IAS_OK)
+        check_ok(&req);
+    else
+        check_err(&err);
+    cJSON_Delete(json);
+    return 0;
+}
