@@ -1,0 +1,903 @@
+/* The spooling publisher: the only way hot-path threads talk to RabbitMQ.
+ *
+ * Producers copy events into a bounded in-memory queue (mutex + condvar) and
+ * return at once; when the queue is full the event goes straight to the spool
+ * (write + fsync). One thread owns the librabbitmq connection: it publishes in
+ * batches with publisher confirms, writes whatever was not confirmed to the
+ * spool, reconnects with capped jittered backoff, and replays the spool (oldest
+ * segment first, deleting a segment only once all its records were confirmed or
+ * copied to a newer segment). See docs/architecture/events.md. */
+#include "ias/amqp.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <amqp.h>
+
+#include "ias/log.h"
+#include "ias/metrics.h"
+
+/* Idle wake-up: how often the thread calls into librabbitmq when there is
+ * nothing to publish, so heartbeats are serviced and a broker shutdown is
+ * noticed promptly. */
+#define IDLE_POLL_MS 200
+/* Records and bytes per spool append while spilling the memory queue. */
+#define SPILL_CHUNK 1024
+#define SPILL_CHUNK_BYTES (8 * 1024 * 1024)
+
+typedef struct pev {
+    struct pev *next;
+    size_t size;       /* bytes accounted against queue_max_bytes */
+    ias_spool_rec rec; /* strings and body point into data */
+    char data[];
+} pev;
+
+enum { PENDING = 0, ACKED, NACKED };
+
+struct ias_publisher {
+    /* immutable after new() */
+    char *url;
+    char *name;
+    size_t cap, max_bytes, batch_max;
+    int confirm_timeout_ms, drain_timeout_ms, heartbeat_s;
+    int backoff_min_ms, backoff_max_ms;
+    bool no_topology;
+    ias_spool *spool;
+    pthread_t thread;
+
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* producer -> thread: work or stop */
+    pev *head, *tail;  /* in-memory queue */
+    size_t qlen, qbytes;
+    size_t inflight;
+    bool stopping; /* ias_publisher_free called */
+    bool closed;   /* the thread is gone: publish goes to the spool */
+
+    /* statistics (relaxed atomics, read by stats_get) */
+    _Atomic uint64_t n_published, n_confirmed, n_spooled, n_replayed, n_nacked, n_connects;
+    atomic_bool connected;
+
+    /* metrics (process-global registry) */
+    ias_counter *m_published, *m_confirmed, *m_spooled, *m_replayed, *m_nacked;
+    ias_gauge *m_depth, *m_segments, *m_connected;
+
+    /* thread-only */
+    ias_amqp_conn *conn;
+    uint64_t next_tag; /* delivery tag of the next publish on this channel */
+    uint64_t rng;
+    bool blocked_logged;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* Full jitter in [backoff/2, backoff]: reconnecting publishers do not
+ * stampede a broker that just came back. */
+static uint64_t jitter(ias_publisher *p, int backoff_ms)
+{
+    uint64_t half = (uint64_t)backoff_ms / 2;
+    return half + xorshift(&p->rng) % (half + 1);
+}
+
+static void deadline_ts(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void set_depth_locked(ias_publisher *p)
+{
+    ias_gauge_set(p->m_depth, (int64_t)p->qlen);
+}
+
+static pev *pev_new(const char *rk, const char *mid, const char *type, const void *body, size_t len)
+{
+    size_t rkl = strlen(rk), midl = strlen(mid), tyl = strlen(type);
+    size_t size = sizeof(pev) + rkl + midl + tyl + 3 + len;
+    pev *e = ias_xmalloc(size);
+    char *d = e->data;
+
+    e->next = NULL;
+    e->size = size;
+    memcpy(d, rk, rkl + 1);
+    e->rec.routing_key = d;
+    d += rkl + 1;
+    memcpy(d, mid, midl + 1);
+    e->rec.message_id = d;
+    d += midl + 1;
+    memcpy(d, type, tyl + 1);
+    e->rec.type = d;
+    d += tyl + 1;
+    if (len)
+        memcpy(d, body, len);
+    e->rec.body = d;
+    e->rec.body_len = len;
+    e->rec.timestamp_ms = ias_wall_ms();
+    return e;
+}
+
+static void pev_free_chain(pev *e)
+{
+    while (e) {
+        pev *n = e->next;
+        free(e);
+        e = n;
+    }
+}
+
+/* Pops up to max events (a NULL-terminated chain), counting them in flight. */
+static pev *pop_locked(ias_publisher *p, size_t max, size_t *n)
+{
+    pev *first = p->head, *last = NULL, *e = p->head;
+    size_t k = 0;
+
+    while (e && k < max) {
+        p->qbytes -= e->size;
+        last = e;
+        e = e->next;
+        k++;
+    }
+    if (k == 0) {
+        *n = 0;
+        return NULL;
+    }
+    p->head = e;
+    if (!e)
+        p->tail = NULL;
+    last->next = NULL;
+    p->qlen -= k;
+    p->inflight = k;
+    set_depth_locked(p);
+    *n = k;
+    return first;
+}
+
+/* Puts a chain back at the front (spool failed): order is kept. */
+static void push_front_locked(ias_publisher *p, pev *chain)
+{
+    pev *last = chain;
+    size_t k = 1;
+
+    if (!chain)
+        return;
+    p->qbytes += last->size;
+    while (last->next) {
+        last = last->next;
+        p->qbytes += last->size;
+        k++;
+    }
+    last->next = p->head;
+    p->head = chain;
+    if (!p->tail)
+        p->tail = last;
+    p->qlen += k;
+    set_depth_locked(p);
+}
+
+static void done_inflight(ias_publisher *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->inflight = 0;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static int spill(ias_publisher *p, const ias_spool_rec *recs, size_t n)
+{
+    if (n == 0)
+        return IAS_OK;
+    if (ias_spool_append(p->spool, recs, n) != IAS_OK)
+        return IAS_ERR;
+    atomic_fetch_add_explicit(&p->n_spooled, n, memory_order_relaxed);
+    ias_counter_add(p->m_spooled, n);
+    ias_gauge_set(p->m_segments, (int64_t)ias_spool_segments(p->spool));
+    return IAS_OK;
+}
+
+/* Writes a chain of events to the spool, freeing the ones written. On failure
+ * the chain goes back to the front of the queue so nothing is dropped. */
+static int spill_chain(ias_publisher *p, pev *chain)
+{
+    ias_spool_rec recs[SPILL_CHUNK];
+
+    while (chain) {
+        pev *e = chain, *rest;
+        size_t n = 0, bytes = 0;
+        pev *last = NULL;
+
+        for (; e && n < SPILL_CHUNK && bytes < SPILL_CHUNK_BYTES; e = e->next) {
+            recs[n++] = e->rec;
+            bytes += e->size;
+            last = e;
+        }
+        rest = last->next;
+        last->next = NULL;
+        if (spill(p, recs, n) != IAS_OK) {
+            last->next = rest;
+            pthread_mutex_lock(&p->mu);
+            push_front_locked(p, chain);
+            pthread_mutex_unlock(&p->mu);
+            return IAS_ERR;
+        }
+        pev_free_chain(chain);
+        chain = rest;
+    }
+    return IAS_OK;
+}
+
+/* ---- connection ---------------------------------------------------------- */
+
+static void drop_conn(ias_publisher *p)
+{
+    if (!p->conn)
+        return;
+    ias_amqp_conn_free(p->conn);
+    p->conn = NULL;
+    atomic_store(&p->connected, false);
+    ias_gauge_set(p->m_connected, 0);
+}
+
+static int try_connect(ias_publisher *p)
+{
+    ias_amqp_conn_opts co = {.url = p->url, .heartbeat_s = p->heartbeat_s};
+    char err[300];
+
+    if (ias_amqp_connect(&co, &p->conn, err, sizeof(err)) != IAS_OK) {
+        ias_warn(NULL, "publisher %s: %s", p->name, err);
+        return IAS_ERR;
+    }
+    amqp_confirm_select(ias_amqp_conn_state(p->conn), 1);
+    if (ias_amqp_conn_check_rpc(p->conn, "confirm.select") != IAS_OK ||
+        (!p->no_topology && ias_amqp_declare_topology(p->conn) != IAS_OK)) {
+        drop_conn(p);
+        return IAS_ERR;
+    }
+    p->next_tag = 1;
+    p->blocked_logged = false;
+    atomic_store(&p->connected, true);
+    atomic_fetch_add_explicit(&p->n_connects, 1, memory_order_relaxed);
+    ias_gauge_set(p->m_connected, 1);
+    ias_info(NULL, "publisher %s: connected", p->name);
+    return IAS_OK;
+}
+
+/* Handles one frame that is not a confirm; false if the connection is gone. */
+static bool other_frame(ias_publisher *p, amqp_frame_t *f)
+{
+    if (f->frame_type != AMQP_FRAME_METHOD)
+        return true; /* content of a basic.return: we never set mandatory */
+    if (ias_amqp_conn_on_close(p->conn, f->channel, &f->payload.method))
+        return false;
+    if (f->payload.method.id == AMQP_CONNECTION_BLOCKED_METHOD && !p->blocked_logged) {
+        /* Broker resource alarm: confirms stall and time out, events spool. */
+        ias_warn(NULL, "publisher %s: broker blocked publishing (resource alarm)", p->name);
+        p->blocked_logged = true;
+    }
+    return true;
+}
+
+/* Reads whatever the broker sent while we were idle (heartbeats are answered
+ * inside the library call); frames may already sit in librabbitmq's buffer, so
+ * drain until AMQP_STATUS_TIMEOUT rather than polling the socket. */
+static void poll_conn(ias_publisher *p)
+{
+    struct timeval tv = {0, 0};
+    amqp_frame_t f;
+
+    while (p->conn && ias_amqp_conn_ok(p->conn)) {
+        int rc = amqp_simple_wait_frame_noblock(ias_amqp_conn_state(p->conn), &f, &tv);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            break;
+        if (ias_amqp_conn_check_status(p->conn, rc, "idle poll") != IAS_OK)
+            break;
+        if (!other_frame(p, &f))
+            break;
+    }
+    if (p->conn && !ias_amqp_conn_ok(p->conn))
+        drop_conn(p);
+    else if (p->conn)
+        amqp_maybe_release_buffers(ias_amqp_conn_state(p->conn));
+}
+
+static void mark(unsigned char *state, size_t n, uint64_t first, uint64_t tag, bool multiple,
+                 unsigned char v, size_t *pending)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t = first + i;
+        if ((multiple ? t <= tag : t == tag) && state[i] == PENDING) {
+            state[i] = v;
+            (*pending)--;
+        }
+    }
+}
+
+/* Publishes n records and waits for their confirms. state[i] becomes ACKED or
+ * NACKED (PENDING if unknown). IAS_OK only if every record was acked; on any
+ * other outcome the connection has been dropped. */
+static int publish_batch(ias_publisher *p, const ias_spool_rec *recs, size_t n,
+                         unsigned char *state, int timeout_ms)
+{
+    amqp_connection_state_t st = ias_amqp_conn_state(p->conn);
+    uint64_t first = p->next_tag, deadline;
+    size_t sent = 0, pending;
+    bool nacked = false;
+
+    memset(state, PENDING, n);
+    for (; sent < n; sent++) {
+        ias_amqp_props pr = {.message_id = recs[sent].message_id,
+                             .type = recs[sent].type,
+                             .timestamp_ms = recs[sent].timestamp_ms};
+        if (ias_amqp_publish_raw(p->conn, 1, IAS_AMQP_EXCHANGE, recs[sent].routing_key, &pr,
+                                 recs[sent].body, recs[sent].body_len) != IAS_OK)
+            break;
+        p->next_tag++;
+    }
+    pending = sent;
+    deadline = ias_now_ms() + (uint64_t)timeout_ms;
+    while (pending > 0 && ias_amqp_conn_ok(p->conn)) {
+        uint64_t now = ias_now_ms();
+        struct timeval tv;
+        amqp_frame_t f;
+        int rc;
+
+        if (now >= deadline) {
+            ias_warn(NULL, "publisher %s: no confirm for %zu event(s) within %d ms", p->name,
+                     pending, timeout_ms);
+            break;
+        }
+        tv.tv_sec = (time_t)((deadline - now) / 1000);
+        tv.tv_usec = (suseconds_t)((deadline - now) % 1000) * 1000;
+        rc = amqp_simple_wait_frame_noblock(st, &f, &tv);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            continue;
+        if (ias_amqp_conn_check_status(p->conn, rc, "waiting for confirms") != IAS_OK)
+            break;
+        if (f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
+            f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            const amqp_basic_ack_t *a = f.payload.method.decoded;
+            mark(state, sent, first, a->delivery_tag, a->multiple, ACKED, &pending);
+        } else if (f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
+                   f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+            const amqp_basic_nack_t *a = f.payload.method.decoded;
+            mark(state, sent, first, a->delivery_tag, a->multiple, NACKED, &pending);
+            nacked = true;
+        } else if (!other_frame(p, &f)) {
+            break;
+        }
+    }
+    if (nacked) {
+        size_t k = 0;
+        for (size_t i = 0; i < sent; i++)
+            k += state[i] == NACKED;
+        atomic_fetch_add_explicit(&p->n_nacked, k, memory_order_relaxed);
+        ias_counter_add(p->m_nacked, k);
+        ias_warn(NULL, "publisher %s: broker nacked %zu event(s); spooling them", p->name, k);
+    }
+    if (pending == 0 && sent == n && !nacked) {
+        amqp_maybe_release_buffers(st);
+        return IAS_OK;
+    }
+    /* Unknown or refused: back off and start over on a fresh connection, so a
+     * late confirm can never be mistaken for a newer delivery tag. */
+    drop_conn(p);
+    return IAS_ERR;
+}
+
+static void count_confirmed(ias_publisher *p, size_t k, bool replay)
+{
+    atomic_fetch_add_explicit(&p->n_confirmed, k, memory_order_relaxed);
+    ias_counter_add(p->m_confirmed, k);
+    if (replay) {
+        atomic_fetch_add_explicit(&p->n_replayed, k, memory_order_relaxed);
+        ias_counter_add(p->m_replayed, k);
+    }
+}
+
+/* Sends a chain from the memory queue; whatever is not confirmed is spooled. */
+static int send_chain(ias_publisher *p, pev *chain, size_t n, int timeout_ms)
+{
+    ias_spool_rec *recs = ias_xmalloc(n * sizeof(*recs));
+    unsigned char *state = ias_xmalloc(n);
+    pev *e, *keep = NULL, **keep_tail = &keep;
+    size_t i = 0, acked = 0;
+    int rc;
+
+    for (e = chain; e; e = e->next)
+        recs[i++] = e->rec;
+    rc = publish_batch(p, recs, n, state, timeout_ms);
+    /* Split: confirmed events are freed, the rest are spooled. */
+    i = 0;
+    for (e = chain; e;) {
+        pev *next = e->next;
+        if (state[i++] == ACKED) {
+            free(e);
+            acked++;
+        } else {
+            e->next = NULL;
+            *keep_tail = e;
+            keep_tail = &e->next;
+        }
+        e = next;
+    }
+    count_confirmed(p, acked, false);
+    if (keep && spill_chain(p, keep) != IAS_OK)
+        ias_error(NULL, "publisher %s: cannot spool unconfirmed events; kept in memory", p->name);
+    done_inflight(p);
+    free(recs);
+    free(state);
+    return rc;
+}
+
+/* Sends one batch from the memory queue without waiting; false if it was empty. */
+static bool send_memory_batch(ias_publisher *p)
+{
+    size_t n;
+    pev *chain;
+
+    pthread_mutex_lock(&p->mu);
+    chain = pop_locked(p, p->batch_max, &n);
+    pthread_mutex_unlock(&p->mu);
+    if (!chain)
+        return false;
+    (void)send_chain(p, chain, n, p->confirm_timeout_ms);
+    return true;
+}
+
+/* ---- replay -------------------------------------------------------------- */
+
+/* Replays one sealed segment. The segment is deleted once each of its records
+ * was either confirmed or copied into a newer segment, so an interrupted replay
+ * does not duplicate what was already confirmed. */
+static int replay_segment(ias_publisher *p, uint64_t id)
+{
+    ias_spool_reader *r;
+    ias_spool_rec *recs = ias_xmalloc(p->batch_max * sizeof(*recs));
+    unsigned char *state = ias_xmalloc(p->batch_max);
+    size_t total = 0;
+    int rc = IAS_OK;
+
+    if (ias_spool_reader_open(p->spool, id, &r) != IAS_OK) {
+        /* Unreadable: move it aside rather than retry it forever. */
+        ias_error(NULL, "publisher %s: spool segment %" PRIu64 " unreadable; quarantined", p->name,
+                  id);
+        if (ias_spool_quarantine(p->spool, id) != IAS_OK)
+            ias_error(NULL, "publisher %s: cannot quarantine segment %" PRIu64, p->name, id);
+        free(recs);
+        free(state);
+        return IAS_ERR;
+    }
+    for (;;) {
+        size_t n = 0;
+        while (n < p->batch_max && ias_spool_reader_next(r, &recs[n]) == IAS_OK)
+            n++;
+        if (n == 0)
+            break;
+        if (publish_batch(p, recs, n, state, p->confirm_timeout_ms) == IAS_OK) {
+            count_confirmed(p, n, true);
+            total += n;
+            /* Keep the hot path's queue moving during a long replay. */
+            if (p->conn)
+                (void)send_memory_batch(p);
+            if (!p->conn) {
+                rc = IAS_ERR;
+                goto respool_rest;
+            }
+            continue;
+        }
+        /* Copy the unconfirmed part of this batch and the unread rest of the
+         * segment into a new segment, then the old one can go. */
+        {
+            size_t acked = 0, k = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (state[i] == ACKED)
+                    acked++;
+                else
+                    recs[k++] = recs[i];
+            }
+            count_confirmed(p, acked, true);
+            if (spill(p, recs, k) != IAS_OK) {
+                ias_warn(NULL,
+                         "publisher %s: cannot re-spool; segment %" PRIu64
+                         " stays and may be replayed with duplicates",
+                         p->name, id);
+                ias_spool_reader_free(r);
+                free(recs);
+                free(state);
+                return IAS_ERR;
+            }
+        }
+        rc = IAS_ERR;
+        goto respool_rest;
+    }
+    goto done;
+
+respool_rest:
+    for (;;) {
+        size_t n = 0;
+        while (n < p->batch_max && ias_spool_reader_next(r, &recs[n]) == IAS_OK)
+            n++;
+        if (n == 0)
+            break;
+        if (spill(p, recs, n) != IAS_OK) {
+            ias_warn(NULL,
+                     "publisher %s: cannot re-spool; segment %" PRIu64
+                     " stays and may be replayed with duplicates",
+                     p->name, id);
+            ias_spool_reader_free(r);
+            free(recs);
+            free(state);
+            return IAS_ERR;
+        }
+    }
+done:
+    if (ias_spool_reader_skipped(r) > 0)
+        ias_warn(NULL, "publisher %s: segment %" PRIu64 " had %zu damaged bytes (ignored)", p->name,
+                 id, ias_spool_reader_skipped(r));
+    ias_spool_reader_free(r);
+    free(recs);
+    free(state);
+    if (ias_spool_remove(p->spool, id) != IAS_OK)
+        return IAS_ERR;
+    ias_gauge_set(p->m_segments, (int64_t)ias_spool_segments(p->spool));
+    if (total > 0)
+        ias_info(NULL, "publisher %s: replayed %zu event(s) from spool segment %" PRIu64, p->name,
+                 total, id);
+    return rc;
+}
+
+static bool stopping(ias_publisher *p)
+{
+    bool s;
+
+    pthread_mutex_lock(&p->mu);
+    s = p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    return s;
+}
+
+static int replay_all(ias_publisher *p)
+{
+    uint64_t *ids;
+    size_t n;
+    int rc = IAS_OK;
+
+    if (ias_spool_list(p->spool, &ids, &n) != IAS_OK)
+        return IAS_ERR;
+    for (size_t i = 0; i < n && p->conn && !stopping(p); i++) {
+        if (replay_segment(p, ids[i]) != IAS_OK) {
+            rc = IAS_ERR;
+            break;
+        }
+    }
+    free(ids);
+    return rc;
+}
+
+/* ---- the thread ---------------------------------------------------------- */
+
+/* Everything queued goes to the spool (broker away or shutting down). */
+static int spill_queue(ias_publisher *p)
+{
+    size_t n;
+    pev *chain;
+    int rc = IAS_OK;
+
+    pthread_mutex_lock(&p->mu);
+    chain = pop_locked(p, SIZE_MAX, &n);
+    pthread_mutex_unlock(&p->mu);
+    if (chain && spill_chain(p, chain) != IAS_OK) {
+        ias_error(NULL, "publisher %s: spool write failed; %zu event(s) held in memory", p->name,
+                  n);
+        rc = IAS_ERR;
+    }
+    done_inflight(p);
+    return rc;
+}
+
+/* Sleeps until ms pass, an event arrives (unless wait_anyway) or stop. */
+static void wait_work(ias_publisher *p, uint64_t ms, bool wait_anyway)
+{
+    struct timespec ts;
+
+    if (ms == 0)
+        return;
+    pthread_mutex_lock(&p->mu);
+    if (!p->stopping && (wait_anyway || p->qlen == 0)) {
+        deadline_ts(&ts, (int)(ms > 60000 ? 60000 : ms));
+        (void)pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void shutdown_drain(ias_publisher *p)
+{
+    uint64_t deadline = ias_now_ms() + (uint64_t)p->drain_timeout_ms;
+    pev *chain;
+    size_t n;
+
+    while (p->conn && ias_now_ms() < deadline) {
+        uint64_t left = deadline - ias_now_ms();
+        pthread_mutex_lock(&p->mu);
+        chain = pop_locked(p, p->batch_max, &n);
+        pthread_mutex_unlock(&p->mu);
+        if (!chain)
+            break;
+        (void)send_chain(
+            p, chain, n,
+            (int)(left < (uint64_t)p->confirm_timeout_ms ? left : (uint64_t)p->confirm_timeout_ms));
+    }
+    pthread_mutex_lock(&p->mu);
+    p->closed = true; /* from now on publish() writes to the spool itself */
+    chain = pop_locked(p, SIZE_MAX, &n);
+    pthread_mutex_unlock(&p->mu);
+    if (chain && spill_chain(p, chain) != IAS_OK) {
+        pthread_mutex_lock(&p->mu);
+        chain = pop_locked(p, SIZE_MAX, &n);
+        pthread_mutex_unlock(&p->mu);
+        ias_error(NULL, "publisher %s: spool write failed at shutdown: %zu event(s) lost", p->name,
+                  n);
+        pev_free_chain(chain);
+    }
+    done_inflight(p);
+    drop_conn(p);
+}
+
+static void *publisher_main(void *arg)
+{
+    ias_publisher *p = arg;
+    int backoff = p->backoff_min_ms;
+    uint64_t next_try = 0;
+
+#define BACK_OFF()                                                                                 \
+    do {                                                                                           \
+        next_try = ias_now_ms() + jitter(p, backoff);                                              \
+        backoff = backoff >= p->backoff_max_ms / 2 ? p->backoff_max_ms : backoff * 2;              \
+    } while (0)
+
+    for (;;) {
+        if (stopping(p))
+            break;
+        if (!p->conn) {
+            uint64_t now = ias_now_ms();
+            if (now >= next_try) {
+                if (try_connect(p) == IAS_OK)
+                    backoff = p->backoff_min_ms;
+                else
+                    BACK_OFF();
+            }
+            if (!p->conn) {
+                /* Broker away: everything goes to the spool. */
+                bool failed = spill_queue(p) != IAS_OK;
+                now = ias_now_ms();
+                wait_work(p, next_try > now ? next_try - now : 0, failed);
+                continue;
+            }
+        }
+        if (ias_spool_segments(p->spool) > 0) {
+            if (replay_all(p) != IAS_OK) {
+                if (!p->conn)
+                    BACK_OFF();
+                else
+                    wait_work(p, 1000, true); /* local trouble: do not spin */
+            }
+            continue;
+        }
+        if (send_memory_batch(p)) {
+            if (!p->conn)
+                BACK_OFF();
+            continue;
+        }
+        wait_work(p, IDLE_POLL_MS, false);
+        poll_conn(p);
+    }
+#undef BACK_OFF
+    shutdown_drain(p);
+    return NULL;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+static char *metric_label(const char *name)
+{
+    for (const char *s = name; *s; s++) {
+        char c = *s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return ias_xasprintf("publisher=\"invalid\"");
+    }
+    return ias_xasprintf("publisher=\"%s\"", name);
+}
+
+ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
+{
+    ias_publisher *p;
+    pthread_condattr_t ca;
+    char *label;
+
+    if (!o || !o->url || !*o->url || !o->spool_dir || !*o->spool_dir) {
+        ias_error(NULL, "publisher: url and spool_dir are required");
+        return NULL;
+    }
+    if (o->confirm_timeout_ms < 0 || o->drain_timeout_ms < 0 || o->reconnect_min_ms < 0 ||
+        o->reconnect_max_ms < 0 || (o->name && strlen(o->name) > 64)) {
+        ias_error(NULL, "publisher: invalid options");
+        return NULL;
+    }
+    p = ias_xcalloc(1, sizeof(*p));
+    p->url = ias_xstrdup(o->url);
+    p->name = ias_xstrdup(o->name ? o->name : "default");
+    p->cap = o->queue_capacity ? o->queue_capacity : 4096;
+    p->max_bytes = o->queue_max_bytes ? o->queue_max_bytes : 64 * 1024 * 1024;
+    p->batch_max = o->batch_max ? o->batch_max : 64;
+    if (p->batch_max > 4096)
+        p->batch_max = 4096;
+    p->confirm_timeout_ms = o->confirm_timeout_ms ? o->confirm_timeout_ms : 5000;
+    p->drain_timeout_ms = o->drain_timeout_ms ? o->drain_timeout_ms : 3000;
+    p->heartbeat_s = o->heartbeat_s;
+    p->backoff_min_ms = o->reconnect_min_ms ? o->reconnect_min_ms : 200;
+    p->backoff_max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : 15000;
+    if (p->backoff_max_ms < p->backoff_min_ms)
+        p->backoff_max_ms = p->backoff_min_ms;
+    p->no_topology = o->no_topology;
+    p->rng = ias_now_us() ^ ((uint64_t)(uintptr_t)p << 16) ^ 0x9E3779B97F4A7C15ull;
+    if (ias_spool_open(o->spool_dir, o->spool_segment_bytes, o->spool_max_bytes, &p->spool) !=
+        IAS_OK) {
+        free(p->url);
+        free(p->name);
+        free(p);
+        return NULL;
+    }
+    label = metric_label(p->name);
+    p->m_published =
+        ias_metrics_counter("ias_amqp_published_total", "Events accepted by the publisher.", label);
+    p->m_confirmed =
+        ias_metrics_counter("ias_amqp_confirmed_total", "Events confirmed by the broker.", label);
+    p->m_spooled =
+        ias_metrics_counter("ias_amqp_spooled_total", "Events written to the local spool.", label);
+    p->m_replayed = ias_metrics_counter("ias_amqp_replayed_total",
+                                        "Spooled events confirmed by the broker.", label);
+    p->m_nacked =
+        ias_metrics_counter("ias_amqp_nacked_total", "Events refused by the broker.", label);
+    p->m_depth =
+        ias_metrics_gauge("ias_amqp_queue_depth", "Events in the publisher's memory queue.", label);
+    p->m_segments =
+        ias_metrics_gauge("ias_amqp_spool_segments", "Segment files in the spool.", label);
+    p->m_connected =
+        ias_metrics_gauge("ias_amqp_connected", "1 while connected to the broker.", label);
+    free(label);
+    ias_gauge_set(p->m_segments, (int64_t)ias_spool_segments(p->spool));
+    ias_gauge_set(p->m_depth, 0);
+    ias_gauge_set(p->m_connected, 0);
+
+    if (pthread_mutex_init(&p->mu, NULL) != 0 || pthread_condattr_init(&ca) != 0 ||
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 || pthread_cond_init(&p->cv, &ca) != 0)
+        ias_die("publisher: pthread init failed");
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&p->thread, NULL, publisher_main, p) != 0) {
+        ias_error(NULL, "publisher: cannot start thread: %s", strerror(errno));
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+        ias_spool_free(p->spool);
+        free(p->url);
+        free(p->name);
+        free(p);
+        return NULL;
+    }
+    (void)pthread_setname_np(p->thread, "ias-amqp-pub");
+    return p;
+}
+
+int ias_publisher_publish(ias_publisher *p, const char *routing_key, const char *message_id,
+                          const char *type, const void *body, size_t len)
+{
+    pev *e;
+    int rc;
+
+    if (!type)
+        type = "";
+    if (!routing_key || !*routing_key || strlen(routing_key) > IAS_AMQP_SHORTSTR_MAX ||
+        !message_id || !*message_id || strlen(message_id) > IAS_AMQP_SHORTSTR_MAX ||
+        strlen(type) > IAS_AMQP_SHORTSTR_MAX || (!body && len) || len > IAS_AMQP_BODY_MAX) {
+        ias_error(NULL, "publisher %s: invalid event (missing or over-long field)", p->name);
+        return IAS_ERR;
+    }
+    e = pev_new(routing_key, message_id, type, body, len);
+    pthread_mutex_lock(&p->mu);
+    if (!p->closed && p->qlen < p->cap && p->qbytes + e->size <= p->max_bytes) {
+        if (p->tail)
+            p->tail->next = e;
+        else
+            p->head = e;
+        p->tail = e;
+        p->qlen++;
+        p->qbytes += e->size;
+        set_depth_locked(p);
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        atomic_fetch_add_explicit(&p->n_published, 1, memory_order_relaxed);
+        ias_counter_inc(p->m_published);
+        return IAS_OK;
+    }
+    pthread_mutex_unlock(&p->mu);
+    /* Queue full (or the thread is gone): the caller pays for one fsync. */
+    rc = spill(p, &e->rec, 1);
+    free(e);
+    if (rc != IAS_OK) {
+        ias_error(NULL, "publisher %s: queue full and spool write failed: event %s dropped",
+                  p->name, message_id);
+        return IAS_ERR;
+    }
+    atomic_fetch_add_explicit(&p->n_published, 1, memory_order_relaxed);
+    ias_counter_inc(p->m_published);
+    return IAS_OK;
+}
+
+void ias_publisher_stats_get(ias_publisher *p, ias_publisher_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->published = atomic_load_explicit(&p->n_published, memory_order_relaxed);
+    out->confirmed = atomic_load_explicit(&p->n_confirmed, memory_order_relaxed);
+    out->spooled = atomic_load_explicit(&p->n_spooled, memory_order_relaxed);
+    out->replayed = atomic_load_explicit(&p->n_replayed, memory_order_relaxed);
+    out->nacked = atomic_load_explicit(&p->n_nacked, memory_order_relaxed);
+    out->connects = atomic_load_explicit(&p->n_connects, memory_order_relaxed);
+    out->connected = atomic_load(&p->connected);
+    pthread_mutex_lock(&p->mu);
+    out->queue_depth = p->qlen;
+    out->inflight = p->inflight;
+    pthread_mutex_unlock(&p->mu);
+    out->spool_segments = ias_spool_segments(p->spool);
+}
+
+int ias_publisher_wait_idle(ias_publisher *p, int timeout_ms)
+{
+    uint64_t deadline = ias_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+
+    for (;;) {
+        ias_publisher_stats s;
+        ias_publisher_stats_get(p, &s);
+        if (s.queue_depth == 0 && s.inflight == 0 && s.spool_segments == 0)
+            return IAS_OK;
+        if (ias_now_ms() >= deadline)
+            return IAS_AGAIN;
+        nanosleep(&ts, NULL);
+    }
+}
+
+void ias_publisher_free(ias_publisher *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    ias_gauge_set(p->m_depth, 0);
+    ias_gauge_set(p->m_connected, 0);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    ias_spool_free(p->spool);
+    free(p->url);
+    free(p->name);
+    free(p);
+}
