@@ -100,7 +100,7 @@ int ias_parse_duration_ms(const char *s, long long *out)
 int ias_parse_bytes(const char *s, long long *out)
 {
     static const char *const units[] = {"k", "K", "KiB", "m", "M", "MiB", "g", "G", "GiB", "B"};
-    static const long long mult[] = {1024LL,    1024LL,    1024LL,    1048576LL,    1048576LL,
+    static const long long mult[] = {1024LL,    1024LL,    1024LL,    1048576LL, 1048576LL,
                                      1048576LL, 1LL << 30, 1LL << 30, 1LL << 30, 1};
     return parse_with_unit(s, units, mult, IAS_ARRAY_LEN(units), out);
 }

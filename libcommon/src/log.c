@@ -55,8 +55,8 @@ bool ias_log_enabled(ias_log_level level)
 
 static bool is_token_char(char c)
 {
-    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-           c == '+' || c == '/' || c == '=';
+    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '+' ||
+           c == '/' || c == '=';
 }
 
 static bool is_b64url(char c)

@@ -36,8 +36,7 @@ void ias_test_unique(const char *prefix, char *buf, size_t len)
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, len, "%s_%ld_%ld_%ld", prefix, (long)getpid(), (long)ts.tv_sec,
-             (long)ts.tv_nsec);
+    snprintf(buf, len, "%s_%ld_%ld_%ld", prefix, (long)getpid(), (long)ts.tv_sec, (long)ts.tv_nsec);
 }
 
 const char *ias_test_repo_root(void)

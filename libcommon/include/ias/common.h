@@ -32,9 +32,9 @@ IAS_NORETURN void ias_die(const char *fmt, ...) IAS_PRINTF(1, 2);
 int ias_strlcpy(char *dst, const char *src, size_t dstlen);
 
 /* Monotonic and wall clocks. */
-uint64_t ias_now_ms(void);      /* CLOCK_MONOTONIC */
-uint64_t ias_now_us(void);      /* CLOCK_MONOTONIC */
-int64_t ias_wall_ms(void);      /* CLOCK_REALTIME, ms since epoch */
+uint64_t ias_now_ms(void); /* CLOCK_MONOTONIC */
+uint64_t ias_now_us(void); /* CLOCK_MONOTONIC */
+int64_t ias_wall_ms(void); /* CLOCK_REALTIME, ms since epoch */
 /* ISO 8601 UTC with milliseconds: 2026-11-22T10:11:12.345Z (buf >= 25). */
 void ias_iso8601_ms(int64_t wall_ms, char *buf, size_t len);
 

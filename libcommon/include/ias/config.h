@@ -7,21 +7,21 @@
 #include "ias/common.h"
 
 typedef enum {
-    IAS_CFG_STR,      /* any string */
-    IAS_CFG_SECRET,   /* string never printed */
-    IAS_CFG_INT,      /* long long within [min, max] */
-    IAS_CFG_BOOL,     /* true/false/1/0/yes/no/on/off */
-    IAS_CFG_MS,       /* duration: "250ms", "5s", "2m", "1h" or plain ms; within [min, max] ms */
-    IAS_CFG_BYTES,    /* size: "512", "64k", "8M", "1G"; within [min, max] bytes */
-    IAS_CFG_URL,      /* string that must contain "://" */
+    IAS_CFG_STR,    /* any string */
+    IAS_CFG_SECRET, /* string never printed */
+    IAS_CFG_INT,    /* long long within [min, max] */
+    IAS_CFG_BOOL,   /* true/false/1/0/yes/no/on/off */
+    IAS_CFG_MS,     /* duration: "250ms", "5s", "2m", "1h" or plain ms; within [min, max] ms */
+    IAS_CFG_BYTES,  /* size: "512", "64k", "8M", "1G"; within [min, max] bytes */
+    IAS_CFG_URL,    /* string that must contain "://" */
 } ias_cfg_type;
 
 typedef struct ias_cfg_row {
-    const char *name;  /* full variable name, e.g. "IAS_PORT" */
+    const char *name; /* full variable name, e.g. "IAS_PORT" */
     ias_cfg_type type;
-    const char *def;   /* default as text; NULL means required */
+    const char *def;    /* default as text; NULL means required */
     long long min, max; /* bounds for INT/MS/BYTES; both 0 means unbounded */
-    const char *help;  /* one line, printed on error */
+    const char *help;   /* one line, printed on error */
 } ias_cfg_row;
 
 typedef struct ias_config ias_config;
