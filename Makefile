@@ -7,6 +7,9 @@
 #   tests/integration/test_<x>.c      -> build/asan/tests/integration/test_<x> (needs the test stack)
 #   tests/fuzz/fuzz_<x>.c             -> build/fuzz/fuzz_<x> (libFuzzer), corpus in tests/fuzz/corpus/<x>/
 
+# BUILD: output directory (helpers and parallel checkouts may use their own).
+BUILD    ?= build
+B        := $(BUILD)
 CC       ?= cc
 CLANG    ?= clang
 PKGS     := libevent libevent_pthreads hiredis librabbitmq libpq libcjson libjwt libcrypt libcrypto
@@ -27,11 +30,11 @@ INTEG_SRCS := $(sort $(wildcard tests/integration/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 TESTLIB_SRCS := $(sort $(wildcard tests/lib/*.c))
 
-BIN       := $(addprefix build/bin/ias-,$(SERVICES))
-ASAN_BIN  := $(addprefix build/asan/bin/ias-,$(SERVICES))
-UNIT_BIN  := $(patsubst tests/unit/%.c,build/asan/tests/unit/%,$(UNIT_SRCS))
-INTEG_BIN := $(patsubst tests/integration/%.c,build/asan/tests/integration/%,$(INTEG_SRCS))
-FUZZ_BIN  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+BIN       := $(addprefix $(B)/bin/ias-,$(SERVICES))
+ASAN_BIN  := $(addprefix $(B)/asan/bin/ias-,$(SERVICES))
+UNIT_BIN  := $(patsubst tests/unit/%.c,$(B)/asan/tests/unit/%,$(UNIT_SRCS))
+INTEG_BIN := $(patsubst tests/integration/%.c,$(B)/asan/tests/integration/%,$(INTEG_SRCS))
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
 
 .PHONY: all asan tests fuzz-build fuzz test unit integration run stop lint format deps clean bench
 all: $(BIN)
@@ -40,44 +43,44 @@ tests: $(UNIT_BIN) $(INTEG_BIN)
 fuzz-build: $(FUZZ_BIN)
 
 # ---- release build ----
-build/obj/%.o: %.c
+$(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -c $< -o $@
-build/lib/libcommon.a: $(patsubst %.c,build/obj/%.o,$(LIB_SRCS))
+$(B)/lib/libcommon.a: $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 # Under secondary expansion a literal % in a prerequisite is the stem; $(PCT) keeps patsubst's own %.
 PCT := %
 .SECONDEXPANSION:
-build/bin/ias-%: $$(patsubst $$(PCT).c,build/obj/$$(PCT).o,$$(wildcard services/$$*/*.c)) build/lib/libcommon.a
+$(B)/bin/ias-%: $$(patsubst $$(PCT).c,$(B)/obj/$$(PCT).o,$$(wildcard services/$$*/*.c)) $(B)/lib/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- sanitizer build (what the tests run) ----
-build/asan/obj/%.o: %.c
+$(B)/asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(ASANFLAGS) -c $< -o $@
-build/asan/lib/libcommon.a: $(patsubst %.c,build/asan/obj/%.o,$(LIB_SRCS))
+$(B)/asan/lib/libcommon.a: $(patsubst %.c,$(B)/asan/obj/%.o,$(LIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
-build/asan/lib/libtestlib.a: $(patsubst %.c,build/asan/obj/%.o,$(TESTLIB_SRCS))
+$(B)/asan/lib/libtestlib.a: $(patsubst %.c,$(B)/asan/obj/%.o,$(TESTLIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
-build/asan/bin/ias-%: $$(patsubst $$(PCT).c,build/asan/obj/$$(PCT).o,$$(wildcard services/$$*/*.c)) build/asan/lib/libcommon.a
+$(B)/asan/bin/ias-%: $$(patsubst $$(PCT).c,$(B)/asan/obj/$$(PCT).o,$$(wildcard services/$$*/*.c)) $(B)/asan/lib/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASANFLAGS) -o $@ $^ $(LDLIBS)
-build/asan/tests/%: build/asan/obj/tests/%.o build/asan/lib/libtestlib.a build/asan/lib/libcommon.a
+$(B)/asan/tests/%: $(B)/asan/obj/tests/%.o $(B)/asan/lib/libtestlib.a $(B)/asan/lib/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASANFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # ---- libFuzzer build (clang) ----
-build/fuzz/obj/%.o: %.c
+$(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(BASEFLAGS) $(FUZZFLAGS) -c $< -o $@
-build/fuzz/lib/libcommon.a: $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRCS))
+$(B)/fuzz/lib/libcommon.a: $(patsubst %.c,$(B)/fuzz/obj/%.o,$(LIB_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
-build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o build/fuzz/lib/libcommon.a
+$(B)/fuzz/fuzz_%: $(B)/fuzz/obj/tests/fuzz/fuzz_%.o $(B)/fuzz/lib/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CLANG) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 

@@ -93,6 +93,20 @@ integration() {
         [ -x "$t" ] || continue
         run_one "integration/$(basename "$t")" 600 "$t"
     done
+    ensure_node_modules || return
+    for t in tests/integration/*.test.mjs; do
+        [ -f "$t" ] || continue
+        run_one "integration/$(basename "$t" .test.mjs)" 600 node --test --test-reporter=spec "$t"
+    done
+}
+
+ensure_node_modules() {
+    [ -d tests/e2e/node_modules ] && return 0
+    if ! (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1); then
+        failed+=("npm-ci")
+        echo "  FAIL  npm ci in tests/e2e"
+        return 1
+    fi
 }
 
 e2e() {
@@ -101,11 +115,7 @@ e2e() {
         echo "  (no e2e suite yet)"
         return
     fi
-    if ! (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1); then
-        failed+=("e2e/npm-ci")
-        echo "  FAIL  npm ci in tests/e2e"
-        return
-    fi
+    ensure_node_modules || return
     for t in tests/e2e/*.test.mjs; do
         [ -f "$t" ] || continue
         run_one "e2e/$(basename "$t" .test.mjs)" 600 node --test --test-reporter=spec "$t"

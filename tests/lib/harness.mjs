@@ -1,0 +1,123 @@
+// Shared by the node integration and e2e suites: real binaries, real servers.
+// Everything started here is stopped by PID (never by name) when the test ends.
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+
+export const root = process.env.IAS_REPO_ROOT || join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const binDir = process.env.IAS_BIN_DIR || join(root, 'build', 'asan', 'bin');
+export const logDir = join(root, 'build', 'test-logs', 'services');
+
+/** The test stack's variables, or null when the suite runs without one (tests skip). */
+export function stackEnv() {
+  const { IAS_PG_DSN, IAS_REDIS_URL, IAS_AMQP_URL } = process.env;
+  if (!IAS_PG_DSN || !IAS_REDIS_URL || !IAS_AMQP_URL) return null;
+  return { IAS_PG_DSN, IAS_REDIS_URL, IAS_AMQP_URL };
+}
+
+export function uniqueName(prefix) {
+  return `${prefix}_${process.pid}_${Date.now()}_${randomBytes(3).toString('hex')}`;
+}
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs SQL through psql; returns rows as arrays of strings. */
+export function sql(dsn, query, params = []) {
+  const args = [dsn, '-X', '-q', '-At', '-F', '\t', '-v', 'ON_ERROR_STOP=1'];
+  params.forEach((p, i) => args.push('-v', `p${i + 1}=${p}`));
+  const out = execFileSync('psql', [...args, '-c', query], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.length > 0).map((l) => l.split('\t'));
+}
+
+/** A fresh database on the test server, migrated to the latest version. */
+export function createDb(prefix = 't') {
+  const base = stackEnv()?.IAS_PG_DSN;
+  if (!base) throw new Error('IAS_PG_DSN is not set');
+  const name = uniqueName(prefix).toLowerCase();
+  sql(base, `CREATE DATABASE ${name}`);
+  const u = new URL(base);
+  u.pathname = `/${name}`;
+  const dsn = u.toString();
+  execFileSync(join(binDir, 'ias-migrate'), ['up'], {
+    env: { ...process.env, IAS_PG_DSN: dsn, IAS_MIGRATIONS_DIR: join(root, 'migrations') },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return { dsn, name, drop: () => sql(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+
+async function waitHttp(url, child, deadlineMs) {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode} before ${url} answered`);
+    try {
+      const r = await fetch(url);
+      if (r.status === 200) return;
+    } catch { /* not listening yet */ }
+    if (Date.now() > end) throw new Error(`${url} did not answer 200 within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Starts build/asan/bin/ias-<name> on a free port with env, waits for /ready.
+ * Returns { url, port, pid, logFile, stop(signal) } ; stop() resolves with the exit code
+ * and fails the caller's expectations if the process reported a sanitizer error.
+ */
+export async function startService(name, env = {}, { ready = '/ready', timeoutMs = 15000 } = {}) {
+  const port = env.IAS_PORT ? Number(env.IAS_PORT) : await freePort();
+  mkdirSync(logDir, { recursive: true });
+  const logFile = join(logDir, `${uniqueName(name)}.log`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(join(binDir, `ias-${name}`), [], {
+    env: { ...process.env, IAS_WORKERS: '2', IAS_LOG_LEVEL: 'info', ...env, IAS_PORT: String(port) },
+    stdio: ['ignore', fd, fd],
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig)));
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitHttp(url + ready, child, timeoutMs);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`${name}: ${e.message}\n--- ${logFile}\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+  }
+  return {
+    url, port, pid: child.pid, logFile, child, exited,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null) child.kill(signal);
+      const code = await exited;
+      const log = readFileSync(logFile, 'utf8');
+      if (/ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/.test(log)) {
+        throw new Error(`${name}: sanitizer report in ${logFile}\n${log.slice(-4000)}`);
+      }
+      return code;
+    },
+  };
+}
+
+/** JSON request helper: returns { status, headers, body } (body parsed when JSON). */
+export async function api(base, method, path, { token, body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (token) h.Authorization = `Bearer ${token}`;
+  let payload;
+  if (body !== undefined) {
+    h['Content-Type'] = 'application/json';
+    payload = typeof body === 'string' ? body : JSON.stringify(body);
+  }
+  const r = await fetch(base + path, { method, headers: h, body: payload });
+  const text = await r.text();
+  let parsed = text;
+  try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  return { status: r.status, headers: r.headers, body: parsed };
+}
