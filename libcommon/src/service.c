@@ -8,8 +8,10 @@ int ias_service_init(const ias_config *cfg, const char *service, ias_server_opts
     ias_log_level level;
 
     if (ias_log_level_parse(ias_config_str(cfg, "IAS_LOG_LEVEL"), &level) != IAS_OK) {
-        fprintf(stderr, "ias-%s: invalid configuration:\n  IAS_LOG_LEVEL: want debug, info, warn "
-                        "or error\n", service);
+        fprintf(stderr,
+                "ias-%s: invalid configuration:\n  IAS_LOG_LEVEL: want debug, info, warn "
+                "or error\n",
+                service);
         return IAS_ERR;
     }
     ias_log_init(service, level);

@@ -7,16 +7,14 @@
 #include "ias/http_server.h"
 #include "ias/log.h"
 #include "ias/metrics.h"
+#include "ias/service.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const ias_cfg_row config_rows[] = {
-    {"IAS_PORT", IAS_CFG_INT, "8090", 0, 65535, "TCP port to listen on"},
-    {"IAS_BIND", IAS_CFG_STR, "127.0.0.1", 0, 0, "address to bind"},
-    {"IAS_WORKERS", IAS_CFG_INT, "0", 0, 256, "event-loop threads (0: one per core)"},
-    {"IAS_LOG_LEVEL", IAS_CFG_STR, "info", 0, 0, "debug, info, warn or error"},
+    IAS_SERVICE_CFG_ROWS("8090"),
     {"IAS_MOCK_MODEL", IAS_CFG_STR, "mock-gpt", 0, 0, "the one model name served"},
     {"IAS_MOCK_CONTEXT", IAS_CFG_INT, "8192", 16, 10000000,
      "max_model_len: prompt + completion tokens"},
@@ -38,17 +36,13 @@ static const ias_route routes[] = {
 };
 
 /* Checks what the config table cannot express; prints every problem. */
-static int load_ctx(const ias_config *cfg, mock_ctx *ctx, ias_log_level *level)
+static int load_ctx(const ias_config *cfg, mock_ctx *ctx)
 {
     const char *model = ias_config_str(cfg, "IAS_MOCK_MODEL");
     char why[128];
     int rc = IAS_OK;
 
     memset(ctx, 0, sizeof(*ctx));
-    if (ias_log_level_parse(ias_config_str(cfg, "IAS_LOG_LEVEL"), level) != IAS_OK) {
-        fprintf(stderr, "  IAS_LOG_LEVEL: want debug, info, warn or error\n");
-        rc = IAS_ERR;
-    }
     if (model[0] == '\0' || ias_strlcpy(ctx->model, model, sizeof(ctx->model)) != IAS_OK) {
         fprintf(stderr, "  IAS_MOCK_MODEL: want 1..%d bytes\n", IAS_OPENAI_MAX_MODEL_LEN);
         rc = IAS_ERR;
@@ -76,31 +70,24 @@ int main(void)
     ias_config *cfg =
         ias_config_load_or_exit("ias-mockllm", config_rows, IAS_ARRAY_LEN(config_rows));
     ias_server_opts opts = {0};
-    ias_log_level level = IAS_LOG_INFO;
     ias_server *srv;
     mock_ctx ctx;
     int rc;
 
-    if (load_ctx(cfg, &ctx, &level) != IAS_OK) {
+    if (load_ctx(cfg, &ctx) != IAS_OK || ias_service_init(cfg, "mockllm", &opts) != IAS_OK) {
         fprintf(stderr, "ias-mockllm: invalid configuration (above)\n");
         ias_config_free(cfg);
         return 2;
     }
-    ias_log_init("mockllm", level);
     ctx.tokens_generated = ias_metrics_counter("mockllm_tokens_generated_total",
                                                "Completion tokens produced (EOS included)", NULL);
     ctx.streams_active =
         ias_metrics_gauge("mockllm_streams_active", "Streaming replies in progress", NULL);
 
-    opts.service = "mockllm";
-    opts.bind_addr = ias_config_str(cfg, "IAS_BIND");
-    opts.port = (int)ias_config_int(cfg, "IAS_PORT");
-    opts.workers = (int)ias_config_int(cfg, "IAS_WORKERS");
     opts.openai_errors = true;
     opts.routes = routes;
     opts.nroutes = IAS_ARRAY_LEN(routes);
     opts.ctx = &ctx;
-    opts.handle_signals = true;
 
     srv = ias_server_new(&opts);
     if (srv == NULL) {

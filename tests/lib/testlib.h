@@ -18,4 +18,11 @@ void ias_test_unique(const char *prefix, char *buf, size_t len);
 /* Path of the repository root (from IAS_REPO_ROOT or the current directory). */
 const char *ias_test_repo_root(void);
 
+/* One blocking HTTP/1.1 exchange with 127.0.0.1:port ("Connection: close" is
+ * added): sends method, path, extra header lines (each ending in \r\n, may be
+ * NULL) and body (may be NULL); writes the whole response (head and body) into
+ * out, NUL-terminated. Returns the status code or -1. */
+int ias_test_http(int port, const char *method, const char *path, const char *headers,
+                  const char *body, char *out, size_t outlen);
+
 #endif

@@ -23,8 +23,8 @@ typedef struct ias_principal {
  * *out and returns IAS_OK. Otherwise answers 401 itself (RFC 7807, type
  * https://ias.dev/problems/unauthorized, WWW-Authenticate: Bearer), logs why
  * (expired, bad signature...) without the token, and returns IAS_ERR. */
-int ias_principal_require(ias_req *r, const void *secret, size_t secret_len, ias_principal *out)
-    IAS_MUSTCHECK;
+int ias_principal_require(ias_req *r, const void *secret, size_t secret_len,
+                          ias_principal *out) IAS_MUSTCHECK;
 
 bool ias_principal_is_system_admin(const ias_principal *p);
 /* True when p may act inside org_id: a system admin anywhere, others in their own org. */
