@@ -22,6 +22,8 @@ CFLAGS   ?= -O2 -g
 ASANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
 LDLIBS   := $(PKG_LIBS) -lpthread -lm
+# Extra libraries of one binary only: LIBS_<service>.
+LIBS_admin := $(shell pkg-config --libs libcurl 2>/dev/null)
 
 LIB_SRCS  := $(sort $(wildcard libcommon/src/*.c))
 SERVICES  := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard services/*/main.c)))))
@@ -54,7 +56,7 @@ PCT := %
 .SECONDEXPANSION:
 $(B)/bin/ias-%: $$(patsubst $$(PCT).c,$(B)/obj/$$(PCT).o,$$(wildcard services/$$*/*.c)) $(B)/lib/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(LIBS_$*)
 
 # ---- sanitizer build (what the tests run) ----
 $(B)/asan/obj/%.o: %.c
@@ -68,7 +70,7 @@ $(B)/asan/lib/libtestlib.a: $(patsubst %.c,$(B)/asan/obj/%.o,$(TESTLIB_SRCS))
 	rm -f $@ && ar rcs $@ $^
 $(B)/asan/bin/ias-%: $$(patsubst $$(PCT).c,$(B)/asan/obj/$$(PCT).o,$$(wildcard services/$$*/*.c)) $(B)/asan/lib/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ASANFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ASANFLAGS) -o $@ $^ $(LDLIBS) $(LIBS_$*)
 $(B)/asan/tests/%: $(B)/asan/obj/tests/%.o $(B)/asan/lib/libtestlib.a $(B)/asan/lib/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASANFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

@@ -15,7 +15,7 @@ PKGS=(
     build-essential pkg-config
     clang-14 clang libclang-rt-14-dev clang-format cppcheck
     libevent-dev libhiredis-dev librabbitmq-dev libpq-dev libcjson-dev libjwt-dev
-    libcmocka-dev libssl-dev libcrypt-dev
+    libcmocka-dev libssl-dev libcrypt-dev libcurl4-openssl-dev
     postgresql-15 postgresql-client-15 redis-server redis-tools rabbitmq-server
     curl iproute2 util-linux procps
 )
