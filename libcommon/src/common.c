@@ -96,6 +96,17 @@ int ias_strlcpy(char *dst, const char *src, size_t dstlen)
     return IAS_OK;
 }
 
+int ias_hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 uint64_t ias_now_us(void)
 {
     struct timespec ts;

@@ -77,17 +77,6 @@ void ias_uuid_v7(char out[IAS_UUID_STR_LEN + 1])
     uuid_format(b, out);
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool ias_uuid_valid(const char *str)
 {
     if (str == NULL || strnlen(str, IAS_UUID_STR_LEN + 1) != IAS_UUID_STR_LEN)
@@ -96,7 +85,7 @@ bool ias_uuid_valid(const char *str)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (str[i] != '-')
                 return false;
-        } else if (hexval((unsigned char)str[i]) < 0) {
+        } else if (ias_hex_digit((unsigned char)str[i]) < 0) {
             return false;
         }
     }
@@ -212,7 +201,7 @@ ssize_t ias_hex_decode(const char *in, size_t inlen, void *out, size_t outcap)
         inlen > (size_t)SSIZE_MAX || inlen / 2 > outcap)
         return IAS_ERR;
     for (size_t i = 0; i < inlen; i += 2) {
-        int hi = hexval((unsigned char)in[i]), lo = hexval((unsigned char)in[i + 1]);
+        int hi = ias_hex_digit((unsigned char)in[i]), lo = ias_hex_digit((unsigned char)in[i + 1]);
         if (hi < 0 || lo < 0)
             return IAS_ERR;
         q[i / 2] = (uint8_t)(hi << 4 | lo);

@@ -78,17 +78,6 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 IAS_PRINTF(3, 4)
 static ias_http_ev fail(ias_http_parser *p, ias_http_perr err, const char *fmt, ...)
 {
@@ -581,10 +570,10 @@ ias_http_ev ias_http_parser_run(ias_http_parser *p, const char *data, size_t len
                     p->state = S_CHUNK_SIZE_LF;
                 else
                     chunk_line_end(p);
-            } else if (p->state == S_CHUNK_SIZE && hexval(c) >= 0) {
+            } else if (p->state == S_CHUNK_SIZE && ias_hex_digit(c) >= 0) {
                 if (p->remaining >= ((uint64_t)1 << 56)) /* over 15 hex digits */
                     return fail(p, IAS_HTTP_PERR_PROTOCOL, "chunk size too large");
-                p->remaining = p->remaining * 16 + (uint64_t)hexval(c);
+                p->remaining = p->remaining * 16 + (uint64_t)ias_hex_digit(c);
                 p->chunk_digits = true;
             } else if (p->chunk_digits && (c == ';' || is_ows((char)c))) {
                 p->state = S_CHUNK_EXT;

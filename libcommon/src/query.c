@@ -6,17 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int ias_url_decode(const char *src, size_t srclen, bool plus_space, char *dst, size_t dstlen)
 {
     size_t o = 0;
@@ -32,8 +21,8 @@ int ias_url_decode(const char *src, size_t srclen, bool plus_space, char *dst, s
 
             if (srclen - i < 3)
                 goto malformed;
-            hi = hexval((unsigned char)src[i + 1]);
-            lo = hexval((unsigned char)src[i + 2]);
+            hi = ias_hex_digit((unsigned char)src[i + 1]);
+            lo = ias_hex_digit((unsigned char)src[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 goto malformed;
             c = (unsigned char)(hi << 4 | lo);

@@ -16,17 +16,6 @@ static int fail(char *err, size_t errlen, const char *msg)
     return IAS_ERR;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes [s, s+n) into dst (NUL-terminated); IAS_ERR on a bad escape,
  * an encoded NUL or overflow. */
 static int pct_decode(const char *s, size_t n, char *dst, size_t dstlen)
@@ -38,8 +27,8 @@ static int pct_decode(const char *s, size_t n, char *dst, size_t dstlen)
             int hi, lo;
             if (i + 2 >= n)
                 return IAS_ERR;
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = ias_hex_digit((unsigned char)s[i + 1]);
+            lo = ias_hex_digit((unsigned char)s[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return IAS_ERR;
             c = (char)(hi * 16 + lo);

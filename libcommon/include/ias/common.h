@@ -31,6 +31,9 @@ IAS_NORETURN void ias_die(const char *fmt, ...) IAS_PRINTF(1, 2);
 /* Bounded copy that always terminates; returns IAS_ERR when truncated. */
 int ias_strlcpy(char *dst, const char *src, size_t dstlen);
 
+/* Value of a hex digit (either case), or -1. */
+int ias_hex_digit(unsigned char c);
+
 /* Monotonic and wall clocks. */
 uint64_t ias_now_ms(void); /* CLOCK_MONOTONIC */
 uint64_t ias_now_us(void); /* CLOCK_MONOTONIC */
