@@ -1,6 +1,7 @@
 /* redis://[[user]:password@]host[:port][/db] parser. Strict on purpose: anything
  * unexpected is a configuration mistake better reported at start. Error messages
  * never quote the userinfo, so a password cannot leak into logs. */
+#include "ias/query.h"
 #include "ias/redis.h"
 
 #include <stdio.h>
@@ -20,26 +21,7 @@ static int fail(char *err, size_t errlen, const char *msg)
  * an encoded NUL or overflow. */
 static int pct_decode(const char *s, size_t n, char *dst, size_t dstlen)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= n)
-                return IAS_ERR;
-            hi = ias_hex_digit((unsigned char)s[i + 1]);
-            lo = ias_hex_digit((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return IAS_ERR;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (o + 1 >= dstlen)
-            return IAS_ERR;
-        dst[o++] = c;
-    }
-    dst[o] = '\0';
-    return IAS_OK;
+    return ias_url_decode(s, n, false, dst, dstlen) >= 0 ? IAS_OK : IAS_ERR;
 }
 
 /* Decimal in [min, max], the whole span, no sign, at most 9 digits. */
