@@ -1,0 +1,742 @@
+/* The streaming proxy: one rcall per request, from the handler to the settle.
+ *
+ *   handler -> attempt (pick backend, send) -> on_response/on_body -> on_done
+ *           -> finish (settle the reservation, publish usage.recorded.v1) -> free
+ *
+ * Retry: a failure before the first byte reached the client (connect error,
+ * timeout, reset, 5xx/429) tries another backend of the model, then its
+ * fallback model, up to max_attempts. Once the client's stream started, an
+ * upstream failure ends it with an SSE error event and no [DONE].
+ * Streams are forwarded as the raw bytes of each SSE event; only the final usage
+ * chunk is dropped when the client did not ask for it. */
+#include "router.h"
+#include "usage.h"
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include "ias/budget.h"
+#include "ias/crypto.h"
+#include "ias/http_client.h"
+#include "ias/log.h"
+#include "ias/openai.h"
+#include "ias/sse.h"
+
+enum {
+    MAX_FWD_HEADERS = 24,
+    MAX_EVENT_BYTES = 1024 * 1024, /* one SSE event from upstream */
+    MAX_ERROR_BODY = 64 * 1024,    /* upstream error bodies we pass on */
+};
+
+typedef enum { FAIL_NONE = 0, FAIL_CONNECT, FAIL_TIMEOUT, FAIL_UPSTREAM } fail_kind;
+
+typedef struct buf {
+    char *data;
+    size_t len, cap;
+} buf;
+
+typedef struct rcall {
+    router_ctx *ctx;
+    router_worker *w;
+    ias_req *r; /* NULL once the client left or the reply completed */
+    ias_openai_kind kind;
+    cJSON *body; /* the request's tree (valid while r is open) */
+    router_snapshot *snap;
+    const router_model *model;
+    bool on_fallback, stream, include_usage;
+    long long prompt_estimate;
+    char model_name[IAS_OPENAI_MAX_MODEL_LEN + 1];
+    char request_id[129], org[64], user[64], key[64], resv[IAS_BUDGET_ID_MAX + 1];
+    char traceparent[64];
+    ias_log_ctx log; /* points at request_id / traceparent above */
+    ias_http_header fwd[MAX_FWD_HEADERS];
+    size_t nfwd;
+
+    /* upstream attempt */
+    uint64_t tried;
+    int attempts;
+    int backend;              /* index in model, -1 none */
+    router_backend_state *st; /* of the current attempt, NULL when none in flight */
+    char backend_id[257];     /* last backend that answered (for the event) */
+    ias_http_call *up;
+    struct event *timer; /* first token, then idle */
+    bool paused;
+    int up_status;
+    fail_kind fail;
+    int fail_status;
+    buf body_buf; /* non-streaming or error body */
+    buf pending;  /* raw SSE bytes not yet forming a whole event */
+    ias_sse_parser *sse;
+    bool ev_drop; /* set by the SSE callback for the current event */
+    bool ev_bad;
+
+    /* client side and accounting */
+    bool client_started, finished;
+    router_usage usage;
+    uint64_t t0_ms;
+    long long ttft_ms;
+    int status;
+    bool aborted;
+} rcall;
+
+static void attempt(rcall *c);
+static void finish(rcall *c);
+
+/* ---- small helpers ---- */
+
+static void buf_add(buf *b, const void *data, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        b->data = ias_xrealloc(b->data, cap);
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+static void buf_consume(buf *b, size_t n)
+{
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+static void copy_header(ias_req *r, const char *name, char *dst, size_t len)
+{
+    const char *v = ias_req_header(r, name);
+
+    dst[0] = '\0';
+    if (v != NULL && ias_strlcpy(dst, v, len) != IAS_OK)
+        dst[0] = '\0';
+}
+
+static router_worker *worker_of(ias_req *r)
+{
+    return ias_worker_data(ias_req_worker(r));
+}
+
+static void rcall_free(rcall *c)
+{
+    for (size_t i = 0; i < c->nfwd; i++) {
+        free((char *)c->fwd[i].name);
+        free((char *)c->fwd[i].value);
+    }
+    if (c->timer)
+        event_free(c->timer);
+    ias_sse_parser_free(c->sse);
+    free(c->body_buf.data);
+    free(c->pending.data);
+    router_registry_release(c->snap);
+    free(c);
+}
+
+/* ---- finishing: settle + usage event ---- */
+
+static void on_settled(const ias_budget_result *res, void *arg)
+{
+    rcall *c = arg;
+
+    if (res->status != IAS_BUDGET_OK)
+        ias_error(&c->log, "budget settle of %s failed: %s (the reservation will expire)", c->resv,
+                  res->error ? res->error : "?");
+    rcall_free(c);
+}
+
+static void publish_usage(rcall *c, long long prompt, long long completion)
+{
+    char event_id[IAS_UUID_STR_LEN + 1];
+    router_usage_event e = {0};
+    char *json;
+
+    ias_uuid_v7(event_id);
+    e.event_id = event_id;
+    e.request_id = c->request_id;
+    e.org_id = c->org;
+    e.user_id = c->user;
+    e.api_key_id = c->key;
+    e.model = c->model_name[0] ? c->model_name : "unknown";
+    e.backend = c->backend_id;
+    e.occurred_wall_ms = ias_wall_ms();
+    e.prompt_tokens = prompt;
+    e.completion_tokens = completion;
+    e.status = c->status;
+    e.ttft_ms = c->ttft_ms;
+    e.duration_ms = (long long)(ias_now_ms() - c->t0_ms);
+    e.stream = c->stream;
+    e.aborted = c->aborted;
+    json = router_usage_event_json(&e);
+    if (ias_publisher_publish(c->ctx->pub, IAS_AMQP_RK_USAGE, event_id, IAS_EVENT_USAGE_V1, json,
+                              strlen(json)) != IAS_OK) {
+        ias_counter_inc(c->ctx->m_usage_lost);
+        ias_error(&c->log, "usage event %s of request %s lost: spool unwritable", event_id,
+                  c->request_id);
+    } else {
+        ias_counter_inc(c->ctx->m_usage_events);
+    }
+    free(json);
+}
+
+/* Once per request, after the reply ended or the client left. Frees c (now or
+ * after the settle answered). */
+static void finish(rcall *c)
+{
+    bool complete = c->usage.done && !c->aborted;
+    bool served = c->client_started || (c->status == 200);
+    long long prompt = 0, completion = 0;
+
+    if (c->finished)
+        return;
+    c->finished = true;
+    if (c->timer)
+        event_del(c->timer);
+    if (served) {
+        prompt = c->usage.have_usage ? c->usage.prompt : c->prompt_estimate;
+        completion = router_usage_completion(&c->usage, complete);
+    }
+    if (c->aborted)
+        ias_counter_inc(c->ctx->m_aborted);
+    ias_counter_inc(c->status < 400 ? c->ctx->m_requests_ok : c->ctx->m_requests_err);
+    if (c->org[0] != '\0')
+        publish_usage(c, prompt, completion);
+    if (c->resv[0] != '\0' && c->w->redis != NULL &&
+        ias_budget_settle(c->w->redis, c->resv, prompt + completion, on_settled, c) == IAS_OK)
+        return; /* freed in on_settled */
+    if (c->resv[0] != '\0')
+        ias_error(&c->log, "budget settle of %s not sent (the reservation will expire)", c->resv);
+    rcall_free(c);
+}
+
+/* A reply we build ourselves, then finish. */
+static void fail_reply(rcall *c, int status, const char *code, const char *fmt, ...)
+    IAS_PRINTF(4, 5);
+static void fail_reply(rcall *c, int status, const char *code, const char *fmt, ...)
+{
+    const char *type = status >= 500 ? "server_error" : "invalid_request_error";
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+
+    c->status = status;
+    if (c->r != NULL) {
+        ias_req_on_close(c->r, NULL, NULL);
+        if (status == 503)
+            (void)ias_reply_retry_after(c->r, (unsigned)c->ctx->cfg.retry_after_s);
+        (void)ias_reply_openai_error(c->r, status, type, code, NULL, "%s", msg);
+        c->r = NULL;
+    }
+    finish(c);
+}
+
+/* ---- timers ---- */
+
+static void arm_timer(rcall *c, long long ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+    if (ms <= 0)
+        return;
+    if (evtimer_add(c->timer, &tv) != 0)
+        ias_die("router: evtimer_add failed");
+}
+
+static void stop_upstream(rcall *c, bool failed)
+{
+    if (c->up != NULL) {
+        ias_http_call_cancel(c->up);
+        c->up = NULL;
+    }
+    if (c->st != NULL) {
+        atomic_fetch_sub(&c->st->outstanding, 1);
+        if (failed)
+            router_balance_failure(c->ctx, c->st);
+        else
+            atomic_store(&c->st->probing, false); /* a probe that proved nothing */
+        c->st = NULL;
+    }
+    event_del(c->timer);
+    c->paused = false;
+}
+
+static void end_stream_with_error(rcall *c, const char *message)
+{
+    char ev[512];
+    int n = snprintf(ev, sizeof(ev),
+                     "data: {\"error\":{\"message\":\"%s\",\"type\":\"server_error\","
+                     "\"param\":null,\"code\":\"upstream_error\"}}\n\n",
+                     message);
+
+    c->aborted = true;
+    if (c->r != NULL) {
+        ias_req_on_close(c->r, NULL, NULL);
+        if (n > 0 && (size_t)n < sizeof(ev) &&
+            ias_reply_stream_chunk(c->r, ev, (size_t)n) != IAS_OK)
+            ias_debug(&c->log, "request %s: client gone before the error event", c->request_id);
+        (void)ias_reply_stream_end(c->r);
+        c->r = NULL;
+    }
+    finish(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    rcall *c = arg;
+    bool before_first = !c->client_started;
+
+    ias_warn(&c->log, "upstream %s timeout on backend %s", before_first ? "first-token" : "idle",
+             c->backend_id);
+    stop_upstream(c, true);
+    if (before_first) {
+        c->fail = FAIL_TIMEOUT;
+        attempt(c);
+    } else {
+        end_stream_with_error(c, "upstream idle timeout");
+    }
+}
+
+/* ---- upstream callbacks ---- */
+
+static int on_sse_event(const ias_sse_event *ev, void *arg)
+{
+    rcall *c = arg;
+    bool usage_only = false;
+
+    if (router_usage_chunk(&c->usage, ev->data, ev->data_len, &usage_only) != IAS_OK)
+        c->ev_bad = true;
+    if (usage_only && !c->include_usage)
+        c->ev_drop = true;
+    return IAS_OK;
+}
+
+static void on_drained(ias_req *r, void *arg)
+{
+    rcall *c = arg;
+
+    if (!c->paused || c->up == NULL)
+        return;
+    c->paused = false;
+    ias_http_call_resume(c->up);
+    arm_timer(c, c->ctx->cfg.idle_ms);
+}
+
+static void on_client_close(ias_req *r, void *arg)
+{
+    rcall *c = arg;
+
+    c->r = NULL;
+    c->aborted = true;
+    if (!c->client_started)
+        c->status = 499; /* nginx's "client closed request" */
+    ias_info(&c->log, "request %s: client left, upstream cancelled", c->request_id);
+    stop_upstream(c, false);
+    finish(c);
+}
+
+static void start_client_stream(rcall *c)
+{
+    event_del(c->timer);
+    c->client_started = true;
+    c->status = 200;
+    c->ttft_ms = (long long)(ias_now_ms() - c->t0_ms);
+    (void)ias_reply_header(c->r, "Cache-Control", "no-cache");
+    if (ias_reply_stream_start(c->r, 200, "text/event-stream; charset=utf-8") != IAS_OK)
+        return; /* closed: on_close follows */
+}
+
+static void stream_body(rcall *c, const char *data, size_t len)
+{
+    size_t n;
+
+    if (!c->client_started)
+        start_client_stream(c);
+    buf_add(&c->pending, data, len);
+    while ((n = router_sse_event_end(c->pending.data, c->pending.len)) > 0) {
+        c->ev_drop = c->ev_bad = false;
+        if (ias_sse_parser_feed(c->sse, c->pending.data, n) != IAS_OK) {
+            stop_upstream(c, true);
+            end_stream_with_error(c, "upstream event too large");
+            return;
+        }
+        if (!c->ev_drop && c->r != NULL &&
+            ias_reply_stream_chunk(c->r, c->pending.data, n) != IAS_OK)
+            return; /* client gone: on_close follows */
+        buf_consume(&c->pending, n);
+    }
+    if (c->pending.len > MAX_EVENT_BYTES) {
+        stop_upstream(c, true);
+        end_stream_with_error(c, "upstream event too large");
+        return;
+    }
+    if (c->r != NULL && ias_reply_stream_pending(c->r) > (size_t)c->ctx->cfg.high_water) {
+        /* slow reader: stop reading upstream until the client caught up */
+        c->paused = true;
+        event_del(c->timer);
+        ias_http_call_pause(c->up);
+        ias_reply_stream_on_drain(c->r, (size_t)c->ctx->cfg.low_water, on_drained, c);
+    } else {
+        arm_timer(c, c->ctx->cfg.idle_ms);
+    }
+}
+
+static void on_up_response(ias_http_call *call, const ias_http_response *resp, void *arg)
+{
+    rcall *c = arg;
+
+    c->up_status = resp->status;
+}
+
+static void on_up_body(ias_http_call *call, const char *data, size_t len, void *arg)
+{
+    rcall *c = arg;
+
+    if (c->up_status == 200 && c->stream) {
+        stream_body(c, data, len);
+        return;
+    }
+    /* bounded: errors are small, whole completions up to max_response_bytes */
+    if (c->body_buf.len + len >
+        (c->up_status == 200 ? (size_t)c->ctx->cfg.max_response_bytes : (size_t)MAX_ERROR_BODY)) {
+        stop_upstream(c, true);
+        c->fail = FAIL_UPSTREAM;
+        c->fail_status = 502;
+        attempt(c);
+        return;
+    }
+    buf_add(&c->body_buf, data, len);
+}
+
+static void on_up_done(ias_http_call *call, ias_http_result result, void *arg)
+{
+    rcall *c = arg;
+    router_backend_state *st = c->st;
+    int status = c->up_status;
+
+    c->up = NULL;
+    c->st = NULL;
+    event_del(c->timer);
+    if (st != NULL)
+        atomic_fetch_sub(&st->outstanding, 1);
+
+    if (c->client_started) {
+        /* the stream reached the client: no retry from here on */
+        if (result == IAS_HTTP_OK && c->usage.done) {
+            if (st)
+                router_balance_success(st);
+            if (c->r != NULL) {
+                ias_req_on_close(c->r, NULL, NULL);
+                (void)ias_reply_stream_end(c->r);
+                c->r = NULL;
+            }
+            finish(c);
+            return;
+        }
+        if (st)
+            router_balance_failure(c->ctx, st);
+        ias_warn(&c->log, "request %s: upstream %s ended the stream early (%s)", c->request_id,
+                 c->backend_id, ias_http_result_str(result));
+        end_stream_with_error(c, "upstream ended the stream before completion");
+        return;
+    }
+    if (result != IAS_HTTP_OK || (status == 200 && c->stream) || status >= 500 || status == 429) {
+        /* nothing reached the client: try elsewhere */
+        if (st)
+            router_balance_failure(c->ctx, st);
+        c->fail = result == IAS_HTTP_OK               ? FAIL_UPSTREAM
+                  : result == IAS_HTTP_CONNECT_FAILED ? FAIL_CONNECT
+                  : (result == IAS_HTTP_CONNECT_TIMEOUT || result == IAS_HTTP_TOTAL_TIMEOUT ||
+                     result == IAS_HTTP_FIRST_BYTE_TIMEOUT || result == IAS_HTTP_IDLE_TIMEOUT)
+                      ? FAIL_TIMEOUT
+                      : FAIL_UPSTREAM;
+        c->fail_status = status;
+        ias_warn(&c->log, "request %s: backend %s failed before the first byte: %s, status %d",
+                 c->request_id, c->backend_id, ias_http_result_str(result), status);
+        c->body_buf.len = 0;
+        ias_counter_inc(c->ctx->m_retries);
+        attempt(c);
+        return;
+    }
+    if (st)
+        router_balance_success(st);
+    c->status = status;
+    if (status == 200 && router_usage_body(&c->usage, c->body_buf.data ? c->body_buf.data : "",
+                                           c->body_buf.len) != IAS_OK)
+        ias_warn(&c->log, "request %s: upstream body is not JSON", c->request_id);
+    if (c->r != NULL) {
+        c->ttft_ms = (long long)(ias_now_ms() - c->t0_ms);
+        ias_req_on_close(c->r, NULL, NULL);
+        (void)ias_reply(c->r, status, "application/json", c->body_buf.data ? c->body_buf.data : "",
+                        c->body_buf.len);
+        c->r = NULL;
+    }
+    finish(c);
+}
+
+/* ---- attempts ---- */
+
+static char *upstream_body(rcall *c, const router_backend *b)
+{
+    const char *name = b->upstream_model ? b->upstream_model : c->model->name;
+    cJSON *opts;
+    char *out;
+
+    cJSON_ReplaceItemInObjectCaseSensitive(c->body, "model", cJSON_CreateString(name));
+    if (c->stream) {
+        /* always ask for usage; the chunk is dropped later if the client did not */
+        opts = cJSON_GetObjectItemCaseSensitive(c->body, "stream_options");
+        if (!cJSON_IsObject(opts)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(c->body, "stream_options");
+            opts = cJSON_AddObjectToObject(c->body, "stream_options");
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(opts, "include_usage");
+        cJSON_AddBoolToObject(opts, "include_usage", 1);
+    }
+    out = cJSON_PrintUnformatted(c->body);
+    if (out == NULL)
+        ias_die("router: out of memory");
+    return out;
+}
+
+static void no_backend(rcall *c)
+{
+    switch (c->fail) {
+    case FAIL_NONE:
+        fail_reply(c, 503, "backend_unavailable",
+                   "No backend of model `%s` is available right now.", c->model_name);
+        break;
+    case FAIL_TIMEOUT:
+        fail_reply(c, 504, "upstream_timeout", "The model `%s` did not answer in time.",
+                   c->model_name);
+        break;
+    default:
+        fail_reply(c, 502, "upstream_error", "The backends of model `%s` failed to answer.",
+                   c->model_name);
+    }
+}
+
+static void attempt(rcall *c)
+{
+    router_ctx *ctx = c->ctx;
+    const router_backend *b;
+    ias_http_header h[MAX_FWD_HEADERS + 4];
+    size_t nh = 0;
+    char *url, *body;
+    int i;
+
+    if (c->r == NULL) {
+        finish(c);
+        return;
+    }
+    for (;;) {
+        if (c->attempts >= ctx->cfg.max_attempts) {
+            no_backend(c);
+            return;
+        }
+        i = router_balance_pick(ctx, c->model, c->tried, &c->w->rng);
+        if (i >= 0)
+            break;
+        const router_model *fb = c->model->fallback && !c->on_fallback
+                                     ? router_registry_find(c->snap, c->model->fallback)
+                                     : NULL;
+        if (fb == NULL) {
+            no_backend(c);
+            return;
+        }
+        ias_info(&c->log, "model %s unavailable: falling back to %s", c->model->name, fb->name);
+        c->on_fallback = true;
+        c->model = fb;
+        c->tried = 0;
+        (void)ias_strlcpy(c->model_name, fb->name, sizeof(c->model_name));
+    }
+    b = &c->model->backends[i];
+    c->tried |= 1ULL << i;
+    c->attempts++;
+    c->backend = i;
+    (void)ias_strlcpy(c->backend_id, b->id, sizeof(c->backend_id));
+    c->up_status = 0;
+    c->body_buf.len = 0;
+
+    h[nh++] = (ias_http_header){"Content-Type", "application/json"};
+    h[nh++] = (ias_http_header){"X-Request-Id", c->request_id};
+    if (c->traceparent[0])
+        h[nh++] = (ias_http_header){"traceparent", c->traceparent};
+    for (size_t k = 0; k < c->nfwd; k++)
+        h[nh++] = c->fwd[k];
+    url = ias_xasprintf("%s%s", b->url,
+                        c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
+    body = upstream_body(c, b);
+    ias_http_request req = {.method = "POST",
+                            .url = url,
+                            .headers = h,
+                            .nheaders = nh,
+                            .body = body,
+                            .body_len = strlen(body),
+                            .connect_ms = (int)ctx->cfg.connect_ms,
+                            .first_byte_ms = -1, /* our timer: first token, then idle */
+                            .idle_ms = -1,
+                            .total_ms = (int)ctx->cfg.total_ms};
+    ias_http_callbacks cb = {
+        .on_response = on_up_response, .on_body = on_up_body, .on_done = on_up_done};
+
+    c->st = b->st;
+    atomic_fetch_add(&c->st->outstanding, 1);
+    c->up = ias_http_client_request(c->w->http, &req, &cb, c);
+    free(url);
+    free(body);
+    if (c->up == NULL) {
+        ias_error(&c->log, "backend %s: invalid upstream request", b->id);
+        atomic_fetch_sub(&c->st->outstanding, 1);
+        c->st = NULL;
+        c->fail = FAIL_CONNECT;
+        attempt(c); /* bounded by max_attempts */
+        return;
+    }
+    /* non-streaming answers come whole: only the total timeout applies */
+    arm_timer(c, c->stream ? ctx->cfg.first_token_ms : 0);
+}
+
+/* ---- handlers ---- */
+
+/* End-to-end headers for the model server: x-* except ours (ingress already
+ * dropped client X-Ias-*) and the ids we set ourselves. */
+static void collect_forward_headers(rcall *c)
+{
+    struct evhttp_request *ev = ias_req_evreq(c->r);
+    struct evkeyvalq *hs = ev ? evhttp_request_get_input_headers(ev) : NULL;
+    struct evkeyval *kv;
+
+    if (hs == NULL)
+        return;
+    TAILQ_FOREACH(kv, hs, next)
+    {
+        if (c->nfwd >= MAX_FWD_HEADERS)
+            break;
+        if (strncasecmp(kv->key, "x-", 2) != 0 || strncasecmp(kv->key, "x-ias-", 6) == 0 ||
+            strcasecmp(kv->key, "x-request-id") == 0 ||
+            strncasecmp(kv->key, "x-forwarded-", 12) == 0)
+            continue;
+        c->fwd[c->nfwd].name = ias_xstrdup(kv->key);
+        c->fwd[c->nfwd].value = ias_xstrdup(kv->value);
+        c->nfwd++;
+    }
+}
+
+static bool uuid_or_empty(const char *s)
+{
+    return s[0] == '\0' || ias_uuid_valid(s);
+}
+
+static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
+{
+    const char *tok = ias_req_header(r, "X-Ias-Internal-Token");
+    const cJSON *model_item;
+    ias_openai_request oreq;
+    ias_openai_error oerr;
+    cJSON *body;
+    rcall *c;
+
+    if (ctx->cfg.internal_token[0] != '\0' &&
+        (tok == NULL || strlen(tok) != strlen(ctx->cfg.internal_token) ||
+         !ias_ct_equal(tok, ctx->cfg.internal_token, strlen(tok)))) {
+        (void)ias_reply_openai_error(r, 401, "invalid_request_error", "invalid_internal_token",
+                                     NULL, "missing or wrong X-Ias-Internal-Token");
+        return;
+    }
+    if ((body = ias_req_json(r)) == NULL)
+        return; /* answered 400 */
+
+    c = ias_xcalloc(1, sizeof(*c));
+    c->ctx = ctx;
+    c->w = worker_of(r);
+    c->r = r;
+    c->kind = kind;
+    c->body = body;
+    c->t0_ms = ias_now_ms();
+    c->ttft_ms = -1;
+    c->backend = -1;
+    c->status = 0;
+    (void)ias_strlcpy(c->request_id, ias_req_id(r), sizeof(c->request_id));
+    (void)ias_strlcpy(c->traceparent, ias_req_traceparent(r), sizeof(c->traceparent));
+    c->log.request_id = c->request_id;
+    c->log.traceparent = c->traceparent;
+    copy_header(r, "X-Ias-Org-Id", c->org, sizeof(c->org));
+    copy_header(r, "X-Ias-User-Id", c->user, sizeof(c->user));
+    copy_header(r, "X-Ias-Key-Id", c->key, sizeof(c->key));
+    copy_header(r, "X-Ias-Reservation", c->resv, sizeof(c->resv));
+    {
+        const char *iu = ias_req_header(r, "X-Ias-Include-Usage");
+        c->include_usage = iu != NULL && strcmp(iu, "1") == 0;
+    }
+    model_item = cJSON_GetObjectItemCaseSensitive(body, "model");
+    if (cJSON_IsString(model_item))
+        (void)ias_strlcpy(c->model_name, model_item->valuestring, sizeof(c->model_name));
+    c->timer = evtimer_new(ias_req_base(r), on_timer, c);
+    c->sse = ias_sse_parser_new(MAX_EVENT_BYTES, on_sse_event, c);
+    if (c->timer == NULL || c->sse == NULL)
+        ias_die("router: out of memory");
+
+    if (c->org[0] == '\0' || !ias_uuid_valid(c->org) || !uuid_or_empty(c->user) ||
+        !uuid_or_empty(c->key)) {
+        c->org[0] = '\0'; /* no event without a valid tenant */
+        fail_reply(c, 400, "missing_caller",
+                   "X-Ias-Org-Id (and X-Ias-User-Id / X-Ias-Key-Id when present) must be UUIDs");
+        return;
+    }
+    if ((kind == IAS_OPENAI_CHAT ? ias_openai_parse_chat(body, &oreq, &oerr)
+                                 : ias_openai_parse_completion(body, &oreq, &oerr)) != IAS_OK) {
+        c->status = 400;
+        ias_req_on_close(r, NULL, NULL);
+        (void)ias_reply_openai_error(r, 400, "invalid_request_error", NULL,
+                                     oerr.param[0] ? oerr.param : NULL, "%s", oerr.message);
+        c->r = NULL;
+        finish(c);
+        return;
+    }
+    c->stream = oreq.stream;
+    if (ias_req_header(r, "X-Ias-Include-Usage") == NULL)
+        c->include_usage = oreq.include_usage; /* called directly, not through ingress */
+    c->prompt_estimate = (long long)ias_openai_estimate_prompt_tokens(&oreq);
+
+    c->snap = router_registry_acquire(ctx);
+    if (c->snap == NULL) {
+        fail_reply(c, 503, "registry_unavailable", "The model registry is not loaded yet.");
+        return;
+    }
+    c->model = router_registry_find(c->snap, c->model_name);
+    if (c->model == NULL) {
+        c->status = 404;
+        ias_req_on_close(r, NULL, NULL);
+        (void)ias_reply_openai_error(
+            r, 404, "invalid_request_error", "model_not_found", "model",
+            "The model `%s` does not exist or you do not have access to it.", c->model_name);
+        c->r = NULL;
+        finish(c);
+        return;
+    }
+    collect_forward_headers(c);
+    ias_req_on_close(r, on_client_close, c);
+    attempt(c);
+}
+
+void router_handle_chat(ias_req *r, void *ctx)
+{
+    handle(r, ctx, IAS_OPENAI_CHAT);
+}
+
+void router_handle_completions(ias_req *r, void *ctx)
+{
+    handle(r, ctx, IAS_OPENAI_COMPLETION);
+}
