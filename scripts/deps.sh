@@ -18,10 +18,16 @@ PKGS=(
     libcmocka-dev libssl-dev libcrypt-dev libcurl4-openssl-dev
     postgresql-15 postgresql-client-15 redis-server redis-tools rabbitmq-server
     curl iproute2 util-linux procps
+    docker-compose python3-yaml
 )
 # node may come from elsewhere (nvm, /usr/local); only ask Debian when absent.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     PKGS+=(nodejs npm)
+fi
+# kubectl (for `kubectl kustomize` in tests/contract/deploy.sh) may come from the
+# Kubernetes or a cloud vendor's repository; Debian's kubernetes-client only when absent.
+if ! command -v kubectl >/dev/null 2>&1; then
+    PKGS+=(kubernetes-client)
 fi
 for arg in "$@"; do
     case "$arg" in
