@@ -27,8 +27,8 @@
 typedef struct consumer {
     const ias_consumer_opts *o;
     const char *name;
-    int prefetch, max_attempts, retry_delay_ms, backoff_min, backoff_max;
-    size_t max_body;
+    int prefetch, max_attempts, retry_delay_ms, backoff_min, backoff_max, batch_wait_ms;
+    size_t max_body, batch_max;
     ias_amqp_conn *conn;
     char queue[IAS_AMQP_SHORTSTR_MAX + 1];
     ias_counter *m_ack, *m_retry, *m_reject;
@@ -155,77 +155,154 @@ static int republish(consumer *c, const amqp_envelope_t *env, const ias_amqp_msg
     return ack(c, env->delivery_tag);
 }
 
-static int handle(consumer *c, const amqp_envelope_t *env)
+/* One delivery as handed to a handler, with the buffers its strings point to. */
+typedef struct slot {
+    char rk[IAS_AMQP_SHORTSTR_MAX + 1], mid[IAS_AMQP_SHORTSTR_MAX + 1];
+    char type[IAS_AMQP_SHORTSTR_MAX + 1], reason[256];
+    ias_amqp_msg m;
+} slot;
+
+static void fill_msg(const consumer *c, const amqp_envelope_t *env, slot *s)
 {
     const amqp_basic_properties_t *p = &env->message.properties;
     const amqp_table_entry_t *h;
-    char rk[IAS_AMQP_SHORTSTR_MAX + 1], mid[IAS_AMQP_SHORTSTR_MAX + 1];
-    char type[IAS_AMQP_SHORTSTR_MAX + 1], reason[256] = "";
-    ias_amqp_msg m;
-    ias_consume_result res;
     int64_t prev = 0;
 
-    copy_bytes(rk, sizeof(rk), env->routing_key);
+    copy_bytes(s->rk, sizeof(s->rk), env->routing_key);
     if ((h = find_header(p, IAS_AMQP_HDR_ROUTING_KEY)) &&
         (h->value.kind == AMQP_FIELD_KIND_UTF8 || h->value.kind == AMQP_FIELD_KIND_BYTES))
-        copy_bytes(rk, sizeof(rk), h->value.value.bytes);
-    mid[0] = type[0] = '\0';
+        copy_bytes(s->rk, sizeof(s->rk), h->value.value.bytes);
+    s->mid[0] = s->type[0] = s->reason[0] = '\0';
     if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        copy_bytes(mid, sizeof(mid), p->message_id);
+        copy_bytes(s->mid, sizeof(s->mid), p->message_id);
     if (p->_flags & AMQP_BASIC_TYPE_FLAG)
-        copy_bytes(type, sizeof(type), p->type);
+        copy_bytes(s->type, sizeof(s->type), p->type);
     if ((h = find_header(p, IAS_AMQP_HDR_ATTEMPTS)))
         prev = field_int(&h->value);
     if (prev < 0 || prev > 1000000)
         prev = 0;
 
-    memset(&m, 0, sizeof(m));
-    m.queue = c->queue;
-    m.routing_key = rk;
-    m.message_id = mid;
-    m.type = type;
-    m.body = env->message.body.bytes;
-    m.body_len = env->message.body.len;
-    m.timestamp_s = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? (int64_t)p->timestamp : 0;
-    m.attempt = (int)prev + 1;
-    m.redelivered = env->redelivered;
-    m.reason = reason;
-    m.reason_len = sizeof(reason);
+    memset(&s->m, 0, sizeof(s->m));
+    s->m.queue = c->queue;
+    s->m.routing_key = s->rk;
+    s->m.message_id = s->mid;
+    s->m.type = s->type;
+    s->m.body = env->message.body.bytes;
+    s->m.body_len = env->message.body.len;
+    s->m.timestamp_s = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? (int64_t)p->timestamp : 0;
+    s->m.attempt = (int)prev + 1;
+    s->m.redelivered = env->redelivered;
+    s->m.reason = s->reason;
+    s->m.reason_len = sizeof(s->reason);
+}
 
-    if (m.body_len > c->max_body) {
-        ias_warn(NULL, "consumer %s: message %s on %s dead-lettered: body of %zu bytes over %zu",
-                 c->name, mid, c->queue, m.body_len, c->max_body);
-        return dead_letter(c, env->delivery_tag);
-    }
-    res = c->o->handler(&m, c->o->arg);
-    reason[sizeof(reason) - 1] = '\0';
+/* The pause before republishing a RETRY of attempt. */
+static int retry_pause_ms(const consumer *c, int attempt)
+{
+    int shift = attempt - 1 < 16 ? attempt - 1 : 16;
+    int64_t d;
+
+    if (c->retry_delay_ms <= 0)
+        return 0;
+    d = (int64_t)c->retry_delay_ms << shift;
+    return (int)(d > RETRY_CAP_MS ? RETRY_CAP_MS : d);
+}
+
+/* Acts on a handler's verdict. pause: sleep before a RETRY republish. */
+static int dispose(consumer *c, const amqp_envelope_t *env, slot *s, ias_consume_result res,
+                   bool pause)
+{
+    const char *mid = s->mid, *rk = s->rk, *reason = s->reason;
+
+    s->reason[sizeof(s->reason) - 1] = '\0';
     switch (res) {
     case IAS_CONSUME_ACK:
         ias_counter_inc(c->m_ack);
         return ack(c, env->delivery_tag);
     case IAS_CONSUME_RETRY:
-        if (m.attempt >= c->max_attempts) {
+        if (s->m.attempt >= c->max_attempts) {
             ias_warn(NULL, "consumer %s: message %s (%s) on %s dead-lettered after %d attempts: %s",
-                     c->name, mid, rk, c->queue, m.attempt, reason[0] ? reason : "retry");
+                     c->name, mid, rk, c->queue, s->m.attempt, reason[0] ? reason : "retry");
             return dead_letter(c, env->delivery_tag);
         }
         ias_info(NULL, "consumer %s: message %s (%s) on %s will be retried (attempt %d/%d): %s",
-                 c->name, mid, rk, c->queue, m.attempt, c->max_attempts,
+                 c->name, mid, rk, c->queue, s->m.attempt, c->max_attempts,
                  reason[0] ? reason : "retry");
-        if (c->retry_delay_ms > 0) {
-            int shift = m.attempt - 1 < 16 ? m.attempt - 1 : 16;
-            int64_t d = (int64_t)c->retry_delay_ms << shift;
-            sleep_stoppable(c, (int)(d > RETRY_CAP_MS ? RETRY_CAP_MS : d));
+        if (pause) {
+            sleep_stoppable(c, retry_pause_ms(c, s->m.attempt));
             if (stop_requested(c))
                 return IAS_OK; /* unacked: redelivered after we close */
         }
-        return republish(c, env, &m);
+        return republish(c, env, &s->m);
     case IAS_CONSUME_REJECT:
     default:
         ias_warn(NULL, "consumer %s: message %s (%s) on %s dead-lettered: %s", c->name, mid, rk,
                  c->queue, reason[0] ? reason : "rejected by handler");
         return dead_letter(c, env->delivery_tag);
     }
+}
+
+static bool too_big(consumer *c, const slot *s)
+{
+    if (s->m.body_len <= c->max_body)
+        return false;
+    ias_warn(NULL, "consumer %s: message %s on %s dead-lettered: body of %zu bytes over %zu",
+             c->name, s->mid, c->queue, s->m.body_len, c->max_body);
+    return true;
+}
+
+static int handle(consumer *c, const amqp_envelope_t *env)
+{
+    slot s;
+
+    fill_msg(c, env, &s);
+    if (too_big(c, &s))
+        return dead_letter(c, env->delivery_tag);
+    return dispose(c, env, &s, c->o->handler(&s.m, c->o->arg), true);
+}
+
+/* Batch mode: one batch_handler call for envs[0..n), then each verdict. */
+static int handle_batch(consumer *c, const amqp_envelope_t *envs, size_t n)
+{
+    slot *slots = ias_xcalloc(n, sizeof(*slots));
+    ias_amqp_msg *msgs = ias_xcalloc(n, sizeof(*msgs));
+    ias_consume_result *res = ias_xcalloc(n, sizeof(*res));
+    size_t *idx = ias_xcalloc(n, sizeof(*idx));
+    size_t k = 0;
+    int pause = 0, rc = IAS_OK;
+
+    for (size_t i = 0; i < n && rc == IAS_OK; i++) {
+        fill_msg(c, &envs[i], &slots[i]);
+        if (too_big(c, &slots[i]))
+            rc = dead_letter(c, envs[i].delivery_tag);
+        else
+            idx[k++] = i;
+    }
+    if (rc == IAS_OK && k > 0) {
+        for (size_t j = 0; j < k; j++) {
+            msgs[j] = slots[idx[j]].m;
+            res[j] = IAS_CONSUME_REJECT;
+        }
+        c->o->batch_handler(msgs, k, res, c->o->arg);
+        /* Handlers write reasons through msgs[j].reason, which points into the slot. */
+        for (size_t j = 0; j < k; j++) {
+            int a = slots[idx[j]].m.attempt;
+            if (res[j] == IAS_CONSUME_RETRY && a < c->max_attempts && retry_pause_ms(c, a) > pause)
+                pause = retry_pause_ms(c, a);
+        }
+        if (pause > 0) {
+            sleep_stoppable(c, pause);
+            if (stop_requested(c))
+                k = 0; /* unacked: redelivered after we close */
+        }
+        for (size_t j = 0; j < k && rc == IAS_OK; j++)
+            rc = dispose(c, &envs[idx[j]], &slots[idx[j]], res[j], false);
+    }
+    free(idx);
+    free(res);
+    free(msgs);
+    free(slots);
+    return rc;
 }
 
 /* Declares what is needed and subscribes. */
@@ -282,6 +359,49 @@ static int other_frame(consumer *c)
     return IAS_OK;
 }
 
+/* Batch mode: first is a delivery just read (taken over and destroyed here).
+ * Reads more until batch_max, batch_wait_ms or a non-delivery frame, then
+ * hands the batch over. */
+static int collect_batch(consumer *c, amqp_envelope_t *first)
+{
+    amqp_connection_state_t st = ias_amqp_conn_state(c->conn);
+    amqp_envelope_t *envs = ias_xcalloc(c->batch_max, sizeof(*envs));
+    uint64_t deadline = ias_now_ms() + (uint64_t)c->batch_wait_ms;
+    size_t n = 1;
+    int rc = IAS_OK;
+
+    envs[0] = *first;
+    while (n < c->batch_max && !stop_requested(c)) {
+        uint64_t now = ias_now_ms();
+        uint64_t left = deadline > now ? deadline - now : 0;
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
+        amqp_rpc_reply_t r = amqp_consume_message(st, &envs[n], &tv, 0);
+
+        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            n++;
+            continue;
+        }
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+            rc = other_frame(c);
+        } else if (!(r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                     r.library_error == AMQP_STATUS_TIMEOUT)) {
+            int err = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error != 0
+                          ? r.library_error
+                          : AMQP_STATUS_UNEXPECTED_STATE;
+            rc = ias_amqp_conn_check_status(c->conn, err, "consume");
+        }
+        break;
+    }
+    /* On a broken connection nothing can be acked: the broker redelivers. */
+    if (rc == IAS_OK && !stop_requested(c))
+        rc = handle_batch(c, envs, n);
+    for (size_t i = 0; i < n; i++)
+        amqp_destroy_envelope(&envs[i]);
+    free(envs);
+    return rc;
+}
+
 /* Consumes until stop or a connection problem. */
 static void session(consumer *c)
 {
@@ -298,8 +418,9 @@ static void session(consumer *c)
          * socket, so nothing waits in librabbitmq while we sleep in poll. */
         r = amqp_consume_message(st, &env, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-            rc = handle(c, &env);
-            amqp_destroy_envelope(&env);
+            rc = c->o->batch_handler ? collect_batch(c, &env) : handle(c, &env);
+            if (!c->o->batch_handler)
+                amqp_destroy_envelope(&env);
             if (rc != IAS_OK)
                 return;
             continue;
@@ -337,7 +458,8 @@ int ias_consumer_run(const ias_consumer_opts *o)
     int backoff;
     char label[160];
 
-    if (!o || !o->url || !o->handler || !o->stop || (!o->queue && o->nbind_keys == 0) ||
+    if (!o || !o->url || (!o->handler && !o->batch_handler) || !o->stop ||
+        (!o->queue && o->nbind_keys == 0) ||
         (o->queue && (!*o->queue || strlen(o->queue) > IAS_AMQP_SHORTSTR_MAX)) ||
         (o->name && strlen(o->name) > 64)) {
         ias_error(NULL, "consumer: url, handler, stop and a queue or binding keys are required");
@@ -347,6 +469,8 @@ int ias_consumer_run(const ias_consumer_opts *o)
     c.o = o;
     c.name = o->name ? o->name : (o->queue ? o->queue : "instance");
     c.prefetch = o->prefetch ? o->prefetch : 16;
+    c.batch_max = o->batch_max ? o->batch_max : (size_t)c.prefetch;
+    c.batch_wait_ms = o->batch_wait_ms > 0 ? o->batch_wait_ms : 20;
     c.max_attempts = o->max_attempts > 0 ? o->max_attempts : 5;
     c.retry_delay_ms =
         o->retry_delay_ms == 0 ? 200 : (o->retry_delay_ms < 0 ? 0 : o->retry_delay_ms);

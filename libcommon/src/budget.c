@@ -10,8 +10,8 @@
 
 /* Budget hashes outlive their month (accounting reads last month's figures);
  * reservation records outlive any TTL so a late purge still finds them. */
-#define BUDGET_KEY_KEEP_MS "5616000000" /* 65 days */
-#define RESV_KEEP_EXTRA_MS 3456000000LL  /* 40 days past expiry */
+#define BUDGET_KEY_KEEP_MS "5616000000"      /* 65 days */
+#define RESV_KEEP_EXTRA_MS 3456000000LL      /* 40 days past expiry */
 #define BUDGET_MAX_TOKENS 1000000000000000LL /* 1e15: exact in Lua doubles */
 #define PURGE_BATCH "256"
 

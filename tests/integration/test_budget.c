@@ -35,9 +35,9 @@ static long long hget(ias_redis_sync *s, const char *key, const char *field)
     return v;
 }
 
-static ias_budget_result reserve(ias_redis_sync *s, const char *org, const char *user,
-                                 int64_t olim, int64_t ulim, int64_t want, int64_t min,
-                                 const char *id, int64_t ttl)
+static ias_budget_result reserve(ias_redis_sync *s, const char *org, const char *user, int64_t olim,
+                                 int64_t ulim, int64_t want, int64_t min, const char *id,
+                                 int64_t ttl)
 {
     ias_budget_reserve_req q = {.org_id = org,
                                 .user_id = user,
@@ -330,12 +330,9 @@ static void test_concurrent_never_overgrants(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_month),
-        cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_reserve_settle),
-        cmocka_unit_test(test_expiry),
-        cmocka_unit_test(test_month_keys),
-        cmocka_unit_test(test_concurrent_never_overgrants),
+        cmocka_unit_test(test_month),          cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_reserve_settle), cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_month_keys),     cmocka_unit_test(test_concurrent_never_overgrants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

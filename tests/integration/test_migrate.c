@@ -377,6 +377,9 @@ static void test_schema_rules(void **state)
 
     run_expect(db, migrations, "up", NULL, 0, &r);
     pg = ias_pg_new(db, 5000);
+    /* Users tables have row-level security (0006_users_rls): see every org. */
+    assert_int_equal(ias_pg_exec(pg, "SELECT set_config('ias.org_id', '*', false)", 0, NULL, NULL),
+                     IAS_OK);
 
     /* Seeded roles and permission sets. */
     s = query1(db, "SELECT string_agg(r.name || '=' || (SELECT count(*) FROM role_permissions rp "

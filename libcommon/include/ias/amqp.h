@@ -255,6 +255,10 @@ typedef struct ias_amqp_msg {
 } ias_amqp_msg;
 
 typedef ias_consume_result (*ias_consume_fn)(const ias_amqp_msg *msg, void *arg);
+/* Batch mode: msgs[0..n) are handed over together and results[i] decides msgs[i]
+ * exactly as a handler's return value would (ACK only after the effect committed). */
+typedef void (*ias_consume_batch_fn)(const ias_amqp_msg *msgs, size_t n,
+                                     ias_consume_result *results, void *arg);
 /* Called after every (re)connect once the consumer is subscribed, with the
  * queue name: a service reloads state it may have missed while disconnected. */
 typedef void (*ias_consume_ready_fn)(const char *queue, void *arg);
@@ -277,6 +281,13 @@ typedef struct ias_consumer_opts {
     int reconnect_max_ms; /* 0 -> 15000 */
     bool no_topology;     /* skip ias_amqp_declare_topology on connect */
     ias_consume_fn handler;
+    /* Optional instead of handler: gathers up to batch_max deliveries (0 -> prefetch),
+     * waiting at most batch_wait_ms (0 -> 20) after the first, and calls batch_handler
+     * once for them, so a consumer can apply many events in one transaction. A RETRY
+     * pause is taken once per batch. */
+    ias_consume_batch_fn batch_handler;
+    size_t batch_max;
+    int batch_wait_ms;
     ias_consume_ready_fn on_ready; /* optional */
     void *arg;
     atomic_bool *stop; /* set to true to make ias_consumer_run return (required) */

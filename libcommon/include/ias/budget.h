@@ -28,8 +28,8 @@ enum {
     IAS_BUDGET_ERROR = 2, /* Redis unreachable or failed: fail closed */
 };
 
-#define IAS_BUDGET_ID_MAX 128                    /* org, user, reservation ids */
-#define IAS_BUDGET_DEFAULT_TTL_MS (10 * 60 * 1000) /* unsettled reservation lifetime */
+#define IAS_BUDGET_ID_MAX 128                       /* org, user, reservation ids */
+#define IAS_BUDGET_DEFAULT_TTL_MS (10 * 60 * 1000)  /* unsettled reservation lifetime */
 #define IAS_BUDGET_SETTLED_KEEP_MS (10 * 60 * 1000) /* settle idempotency window */
 
 /* "yyyymm" of a wall-clock time, UTC. */
@@ -48,7 +48,7 @@ typedef struct ias_budget_reserve_req {
 } ias_budget_reserve_req;
 
 typedef struct ias_budget_result {
-    int status;     /* IAS_BUDGET_OK, IAS_BUDGET_OVER, IAS_BUDGET_ERROR */
+    int status;      /* IAS_BUDGET_OK, IAS_BUDGET_OVER, IAS_BUDGET_ERROR */
     int64_t granted; /* reserve: tokens reserved; settle: tokens added to used */
     /* Reserve: tokens left after this grant (or before a refusal); -1 = no limit.
      * Settle: -1. */

@@ -1,0 +1,20 @@
+-- Reverts 0006_users_rls.up.sql.
+DROP POLICY org_allowed_models_tenant ON org_allowed_models;
+ALTER TABLE org_allowed_models NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE org_allowed_models DISABLE ROW LEVEL SECURITY;
+DROP POLICY org_budgets_tenant ON org_budgets;
+ALTER TABLE org_budgets NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE org_budgets DISABLE ROW LEVEL SECURITY;
+DROP POLICY api_keys_tenant ON api_keys;
+ALTER TABLE api_keys NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE api_keys DISABLE ROW LEVEL SECURITY;
+DROP POLICY refresh_tokens_tenant ON refresh_tokens;
+ALTER TABLE refresh_tokens NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE refresh_tokens DISABLE ROW LEVEL SECURITY;
+DROP POLICY users_tenant ON users;
+ALTER TABLE users NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE users DISABLE ROW LEVEL SECURITY;
+DROP POLICY orgs_tenant ON orgs;
+ALTER TABLE orgs NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE orgs DISABLE ROW LEVEL SECURITY;
+DROP FUNCTION ias_rls_org_visible(uuid);

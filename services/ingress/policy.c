@@ -1,0 +1,213 @@
+/* Policy enforcement point. With IAS_PDP_URL: POST {pdp}/internal/decide and
+ * reuse the answer briefly per (org, user, role, model) under the returned
+ * policy_version (config.policies.changed clears the cache). Without it: the
+ * built-in decision, allowed iff the model is in the org's allowed models. */
+#include "ingress.h"
+
+#include "ias/log.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POLICY_SLOTS 512
+
+typedef struct policy_ent {
+    char key[4 * INGRESS_ID_MAX + IAS_OPENAI_MAX_MODEL_LEN + 8];
+    char version[64];
+    uint64_t expires; /* monotonic ms; 0 = empty */
+    ingress_decision d;
+} policy_ent;
+
+struct ingress_policy_cache {
+    policy_ent slots[POLICY_SLOTS]; /* direct-mapped: a collision just refetches */
+};
+
+ingress_policy_cache *ingress_policy_cache_new(void)
+{
+    return ias_xcalloc(1, sizeof(ingress_policy_cache));
+}
+
+void ingress_policy_cache_free(ingress_policy_cache *c)
+{
+    free(c);
+}
+
+void ingress_policy_cache_clear(ingress_policy_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < POLICY_SLOTS; i++)
+        c->slots[i].expires = 0;
+}
+
+static size_t slot_of(const char *key)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return (size_t)(h % POLICY_SLOTS);
+}
+
+typedef struct decide_call {
+    ingress_worker *w;
+    char cache_key[sizeof(((policy_ent *)0)->key)];
+    ingress_policy_cb cb;
+    void *arg;
+} decide_call;
+
+static int parse_decision(const char *body, size_t len, ingress_decision *d, char *version,
+                          size_t vlen, int64_t *ttl_ms)
+{
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(o, "decision");
+    const cJSON *reasons = cJSON_GetObjectItemCaseSensitive(o, "reasons");
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(o, "policy_version");
+    const cJSON *obl = cJSON_GetObjectItemCaseSensitive(o, "obligations");
+    const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(o, "ttl_ms");
+    const cJSON *g, *it;
+    int rc = IAS_ERR;
+
+    memset(d, 0, sizeof(*d));
+    if (!cJSON_IsString(dec))
+        goto out;
+    if (strcmp(dec->valuestring, "allow") == 0)
+        d->allow = true;
+    else if (strcmp(dec->valuestring, "deny") != 0)
+        goto out;
+    it = cJSON_IsArray(reasons) ? cJSON_GetArrayItem(reasons, 0) : NULL;
+    if (it) {
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(it, "message");
+        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(it, "rule_id");
+        snprintf(d->reason, sizeof(d->reason), "%s%s%s%s",
+                 cJSON_IsString(msg) ? msg->valuestring : "denied by policy",
+                 cJSON_IsString(rid) ? " (rule " : "", cJSON_IsString(rid) ? rid->valuestring : "",
+                 cJSON_IsString(rid) ? ")" : "");
+    } else if (!d->allow) {
+        snprintf(d->reason, sizeof(d->reason), "denied by policy");
+    }
+    g = cJSON_GetObjectItemCaseSensitive(obl, "guardrails");
+    cJSON_ArrayForEach(it, g)
+    {
+        size_t used = strlen(d->guardrails);
+        if (!cJSON_IsString(it))
+            continue;
+        /* Profile ids are uuids: a list that does not fit is refused, not cut. */
+        if (used + strlen(it->valuestring) + 2 > sizeof(d->guardrails))
+            goto out;
+        snprintf(d->guardrails + used, sizeof(d->guardrails) - used, "%s%s", used ? "," : "",
+                 it->valuestring);
+    }
+    (void)ias_strlcpy(version, cJSON_IsString(pv) ? pv->valuestring : "", vlen);
+    *ttl_ms = cJSON_IsNumber(ttl) && ttl->valuedouble > 0 ? (int64_t)ttl->valuedouble : 0;
+    d->status = IAS_OK;
+    rc = IAS_OK;
+out:
+    cJSON_Delete(o);
+    return rc;
+}
+
+static void on_pdp(const ias_http_fetch_result *res, void *arg)
+{
+    decide_call *c = arg;
+    ingress_decision d;
+    char version[64];
+    int64_t ttl = 0;
+
+    if (res->result != IAS_HTTP_OK || res->status != 200 ||
+        parse_decision(res->body, res->body_len, &d, version, sizeof(version), &ttl) != IAS_OK) {
+        ias_warn(NULL, "pdp decide failed: %s status %d %s", ias_http_result_str(res->result),
+                 res->status, res->error);
+        memset(&d, 0, sizeof(d));
+        d.status = IAS_ERR;
+    } else {
+        int64_t keep = c->w->ctx->policy_cache_ttl_ms;
+        if (ttl > 0 && ttl < keep)
+            keep = ttl;
+        if (keep > 0) {
+            policy_ent *e = &c->w->policy->slots[slot_of(c->cache_key)];
+            memcpy(e->key, c->cache_key, sizeof(e->key));
+            memcpy(e->version, version, sizeof(e->version));
+            e->d = d;
+            e->expires = ias_now_ms() + (uint64_t)keep;
+        }
+    }
+    c->cb(&d, c->arg);
+    free(c);
+}
+
+int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *model,
+                          const char *source_ip, ingress_decision *out, ingress_policy_cb cb,
+                          void *arg)
+{
+    ingress_ctx *ctx = w->ctx;
+    decide_call *c;
+    policy_ent *e;
+    char key[sizeof(e->key)], url[INGRESS_URL_MAX + 32], now[32];
+    cJSON *body, *subj, *am, *res, *env;
+    char *text;
+    ias_http_call *call;
+
+    memset(out, 0, sizeof(*out));
+    if (!ctx->pdp_url[0]) {
+        out->status = IAS_OK;
+        out->builtin = true;
+        out->allow = ingress_key_allows(k, model);
+        if (!out->allow)
+            snprintf(out->reason, sizeof(out->reason), "model not allowed for this org");
+        return IAS_OK;
+    }
+    snprintf(key, sizeof(key), "%s|%s|%s|%s", k->org_id, k->user_id, k->role, model);
+    e = &w->policy->slots[slot_of(key)];
+    if (e->expires > ias_now_ms() && strcmp(e->key, key) == 0) {
+        *out = e->d;
+        return IAS_OK;
+    }
+
+    body = cJSON_CreateObject();
+    subj = cJSON_AddObjectToObject(body, "subject");
+    cJSON_AddStringToObject(subj, "user_id", k->user_id);
+    cJSON_AddStringToObject(subj, "org_id", k->org_id);
+    cJSON_AddStringToObject(subj, "role", k->role);
+    cJSON_AddStringToObject(subj, "key_id", k->key_id);
+    am = cJSON_AddArrayToObject(subj, "allowed_models");
+    for (size_t i = 0; i < k->nallowed; i++)
+        cJSON_AddItemToArray(am, cJSON_CreateString(k->allowed[i]));
+    cJSON_AddStringToObject(body, "action", "inference");
+    res = cJSON_AddObjectToObject(body, "resource");
+    cJSON_AddStringToObject(res, "model", model);
+    env = cJSON_AddObjectToObject(body, "environment");
+    cJSON_AddStringToObject(env, "source_ip", source_ip ? source_ip : "");
+    ias_iso8601_ms(ias_wall_ms(), now, sizeof(now));
+    cJSON_AddStringToObject(env, "time", now);
+    text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (!text)
+        ias_die("ingress: out of memory");
+
+    ias_http_header hdr[2] = {{"Content-Type", "application/json"},
+                              {"X-Ias-Internal-Token", ctx->internal_token}};
+    ias_http_request hr = {.method = "POST",
+                           .url = url,
+                           .headers = hdr,
+                           .nheaders = ctx->internal_token[0] ? 2 : 1,
+                           .body = text,
+                           .body_len = strlen(text),
+                           .total_ms = ctx->lookup_ms,
+                           .max_body_bytes = 64 * 1024};
+    snprintf(url, sizeof(url), "%s/internal/decide", ctx->pdp_url);
+    c = ias_xcalloc(1, sizeof(*c));
+    c->w = w;
+    memcpy(c->cache_key, key, sizeof(c->cache_key));
+    c->cb = cb;
+    c->arg = arg;
+    call = ias_http_client_fetch(w->http, &hr, on_pdp, c);
+    free(text); /* the client copied the body */
+    if (!call) {
+        free(c);
+        out->status = IAS_ERR;
+        return IAS_OK;
+    }
+    return IAS_AGAIN;
+}

@@ -1,0 +1,440 @@
+/* POST /v1/chat/completions and /v1/completions:
+ *   key -> validate -> rate limit -> model -> policy -> budget reserve -> router.
+ * Each step may answer from memory or wait for Redis / users / pdp; the chain
+ * continues from the step's callback. Whatever fails before the router got the
+ * request releases the reservation; after that the router settles it. */
+#include "ingress.h"
+
+#include "ias/budget.h"
+#include "ias/crypto.h"
+#include "ias/log.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct v1_call {
+    ias_req *req;
+    ingress_worker *w;
+    ingress_ctx *ctx;
+    ias_openai_kind kind;
+    const char *raw; /* request body, owned by the request */
+    size_t raw_len;
+    cJSON *body; /* parsed copy we may rewrite */
+    ias_openai_request oreq;
+    ingress_key key;
+    int64_t context_length;
+    int64_t prompt_est;
+    char resv_id[IAS_UUID_STR_LEN + 1];
+    int64_t reserved;
+    bool rewrite; /* max_tokens was clamped: forward the re-serialised body */
+    char guardrails[256];
+    ingress_pipe *pipe;
+    bool waiting; /* an async step is in flight */
+    bool closed;  /* the client left */
+} v1_call;
+
+static void on_settled(const ias_budget_result *res, void *arg)
+{
+    (void)arg;
+    if (res->status == IAS_BUDGET_ERROR)
+        ias_warn(NULL, "releasing a reservation failed (it expires instead): %s", res->error);
+}
+
+/* The router never saw the request: the reservation is ours to give back. */
+static void release_reservation(v1_call *c)
+{
+    if (!c->resv_id[0])
+        return;
+    if (ias_budget_settle(c->w->redis, c->resv_id, 0, on_settled, NULL) != IAS_OK)
+        ias_warn(ias_req_log(c->req), "cannot release reservation %s", c->resv_id);
+    c->resv_id[0] = '\0';
+}
+
+static void v1_end(v1_call *c)
+{
+    ias_req *req = c->req;
+    cJSON_Delete(c->body);
+    ingress_key_free(&c->key);
+    free(c);
+    ias_req_release(req);
+}
+
+/* Error reply in OpenAI's shape, then the end of the call. */
+#define V1_FAIL(c, status, type, code, param, ...)                                                 \
+    do {                                                                                           \
+        release_reservation(c);                                                                    \
+        (void)ias_reply_openai_error((c)->req, status, type, code, param, __VA_ARGS__);            \
+        v1_end(c);                                                                                 \
+    } while (0)
+
+static void fail_unavailable(v1_call *c, const char *what)
+{
+    (void)ias_reply_retry_after(c->req, 1);
+    V1_FAIL(c, 503, "server_error", "service_unavailable", NULL,
+            "%s is unavailable; the request was not run. Retry shortly.", what);
+}
+
+/* Returns true when the step's callback must stop (client gone). */
+static bool resumed(v1_call *c)
+{
+    c->waiting = false;
+    if (c->closed) {
+        release_reservation(c);
+        v1_end(c);
+        return true;
+    }
+    return false;
+}
+
+static void on_close(ias_req *req, void *arg)
+{
+    v1_call *c = arg;
+    (void)req;
+    c->closed = true;
+    if (c->pipe) {
+        /* The router sees the disconnect and bills what was delivered. */
+        ingress_pipe_abort(c->pipe);
+        c->pipe = NULL;
+        v1_end(c);
+    } else if (!c->waiting) {
+        release_reservation(c);
+        v1_end(c);
+    }
+}
+
+/* ---- forward ---- */
+
+static void on_pipe_done(ias_http_result res, bool started, void *arg)
+{
+    v1_call *c = arg;
+    c->pipe = NULL;
+    if (!started && (res == IAS_HTTP_CONNECT_FAILED || res == IAS_HTTP_CONNECT_TIMEOUT))
+        release_reservation(c);
+    v1_end(c);
+}
+
+static void forward(v1_call *c)
+{
+    ingress_ctx *ctx = c->ctx;
+    char url[INGRESS_URL_MAX + 32], reserved[24];
+    ias_http_header h[16];
+    size_t n = 0;
+    char *text = NULL;
+    const void *body = c->raw;
+    size_t body_len = c->raw_len;
+    const char *accept = ias_req_header(c->req, "Accept");
+
+    if (c->rewrite) {
+        text = cJSON_PrintUnformatted(c->body);
+        if (!text)
+            ias_die("ingress: out of memory");
+        body = text;
+        body_len = strlen(text);
+    }
+    snprintf(url, sizeof(url), "%s%s", ctx->router_url,
+             c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
+    /* Built from scratch: nothing the client sent as X-Ias-* can reach the router. */
+    h[n++] = (ias_http_header){"Content-Type", "application/json"};
+    if (accept)
+        h[n++] = (ias_http_header){"Accept", accept};
+    h[n++] = (ias_http_header){"X-Request-Id", ias_req_id(c->req)};
+    h[n++] = (ias_http_header){"traceparent", ias_req_traceparent(c->req)};
+    h[n++] = (ias_http_header){"X-Ias-Org-Id", c->key.org_id};
+    h[n++] = (ias_http_header){"X-Ias-User-Id", c->key.user_id};
+    h[n++] = (ias_http_header){"X-Ias-Key-Id", c->key.key_id};
+    h[n++] = (ias_http_header){"X-Ias-Role", c->key.role};
+    if (c->resv_id[0]) {
+        snprintf(reserved, sizeof(reserved), "%" PRId64, c->reserved);
+        h[n++] = (ias_http_header){"X-Ias-Reservation", c->resv_id};
+        h[n++] = (ias_http_header){"X-Ias-Reserved-Tokens", reserved};
+    }
+    if (c->oreq.include_usage)
+        h[n++] = (ias_http_header){"X-Ias-Include-Usage", "1"};
+    if (c->guardrails[0])
+        h[n++] = (ias_http_header){"X-Ias-Guardrails", c->guardrails};
+    if (ctx->internal_token[0])
+        h[n++] = (ias_http_header){"X-Ias-Internal-Token", ctx->internal_token};
+
+    ias_http_request hr = {.method = "POST",
+                           .url = url,
+                           .headers = h,
+                           .nheaders = n,
+                           .body = body,
+                           .body_len = body_len,
+                           .total_ms = ctx->total_ms};
+    c->pipe = ingress_pipe_start(c->req, c->w, &hr, true, on_pipe_done, c);
+    free(text);
+    if (!c->pipe) {
+        ias_error(ias_req_log(c->req), "cannot start the router call (%s)", url);
+        (void)ias_reply_retry_after(c->req, 1);
+        V1_FAIL(c, 502, "server_error", "upstream_error", NULL, "The router could not be called.");
+    }
+}
+
+/* ---- budget ---- */
+
+static void on_reserved(const ias_budget_result *res, void *arg)
+{
+    v1_call *c = arg;
+    if (res->status == IAS_BUDGET_OK)
+        c->reserved = res->granted;
+    else
+        c->resv_id[0] = '\0'; /* nothing recorded */
+    if (resumed(c))
+        return;
+    if (res->status == IAS_BUDGET_ERROR) {
+        ias_warn(ias_req_log(c->req), "budget reserve failed: %s", res->error);
+        fail_unavailable(c, "Budget enforcement");
+        return;
+    }
+    if (res->status == IAS_BUDGET_OVER) {
+        ias_counter_inc(c->ctx->budget_refused);
+        V1_FAIL(c, 429, "insufficient_quota", "insufficient_quota", NULL,
+                "You exceeded your current quota: the monthly token budget of your %s has "
+                "%" PRId64 " tokens left.",
+                res->org_remaining >= 0 &&
+                        (res->user_remaining < 0 || res->org_remaining <= res->user_remaining)
+                    ? "organization"
+                    : "user",
+                res->org_remaining >= 0 &&
+                        (res->user_remaining < 0 || res->org_remaining <= res->user_remaining)
+                    ? res->org_remaining
+                    : res->user_remaining);
+        return;
+    }
+    if (c->oreq.max_tokens == 0) {
+        /* Clamp the completion to what the reservation covers. */
+        int64_t mt = res->granted - c->prompt_est;
+        cJSON_DeleteItemFromObjectCaseSensitive(c->body, "max_tokens");
+        cJSON_AddNumberToObject(c->body, "max_tokens", (double)(mt > 0 ? mt : 1));
+        c->rewrite = true;
+    }
+    forward(c);
+}
+
+static void reserve(v1_call *c)
+{
+    int64_t want, min;
+    ias_budget_reserve_req q;
+
+    if (c->key.org_limit < 0 && c->key.user_limit < 0) {
+        forward(c); /* no budget applies: nothing to meter against */
+        return;
+    }
+    c->prompt_est = (int64_t)ias_openai_estimate_prompt_tokens(&c->oreq);
+    if (c->oreq.max_tokens > 0) {
+        want = c->prompt_est + c->oreq.max_tokens;
+        if (c->context_length > 0 && want > c->context_length)
+            want = c->context_length; /* the estimate is rough; the context is a hard cap */
+        min = want;
+    } else {
+        int64_t gen = c->ctx->default_max_tokens;
+        if (c->context_length > 0 && c->prompt_est + gen > c->context_length)
+            gen = c->context_length - c->prompt_est;
+        if (gen < 1)
+            gen = 1;
+        want = c->prompt_est + gen;
+        min = c->prompt_est + 1;
+    }
+    ias_uuid_v4(c->resv_id);
+    q = (ias_budget_reserve_req){.org_id = c->key.org_id,
+                                 .user_id = c->key.user_id,
+                                 .org_limit = c->key.org_limit,
+                                 .user_limit = c->key.user_limit,
+                                 .want = want,
+                                 .min = min,
+                                 .month = NULL,
+                                 .reservation_id = c->resv_id,
+                                 .ttl_ms = c->ctx->reservation_ttl_ms};
+    c->waiting = true;
+    if (ias_budget_reserve(c->w->redis, &q, on_reserved, c) != IAS_OK) {
+        c->waiting = false;
+        c->resv_id[0] = '\0';
+        V1_FAIL(c, 500, "server_error", NULL, NULL, "The budget request could not be built.");
+    }
+}
+
+/* ---- policy ---- */
+
+static void decided(v1_call *c, const ingress_decision *d)
+{
+    if (d->status != IAS_OK) {
+        fail_unavailable(c, "Policy evaluation");
+        return;
+    }
+    if (!d->allow) {
+        if (d->builtin)
+            V1_FAIL(c, 404, "invalid_request_error", "model_not_found", "model",
+                    "The model `%s` does not exist or you do not have access to it.",
+                    c->oreq.model);
+        else
+            V1_FAIL(c, 403, "permission_error", "policy_denied", NULL, "Request denied: %s",
+                    d->reason);
+        return;
+    }
+    memcpy(c->guardrails, d->guardrails, sizeof(c->guardrails));
+    reserve(c);
+}
+
+static void on_decision(const ingress_decision *d, void *arg)
+{
+    v1_call *c = arg;
+    if (resumed(c))
+        return;
+    decided(c, d);
+}
+
+/* ---- model ---- */
+
+static void with_models(v1_call *c)
+{
+    const ingress_model *m = ingress_models_find(c->w, c->oreq.model);
+    ingress_decision d;
+    int rc;
+
+    if (!m) {
+        V1_FAIL(c, 404, "invalid_request_error", "model_not_found", "model",
+                "The model `%s` does not exist or you do not have access to it.", c->oreq.model);
+        return;
+    }
+    c->context_length = m->context_length;
+    if (m->context_length > 0 && c->oreq.max_tokens > m->context_length) {
+        V1_FAIL(c, 400, "invalid_request_error", NULL,
+                c->kind == IAS_OPENAI_CHAT &&
+                        cJSON_GetObjectItemCaseSensitive(c->body, "max_completion_tokens")
+                    ? "max_completion_tokens"
+                    : "max_tokens",
+                "max_tokens is too large: %ld. This model's maximum context length is %" PRId64
+                " tokens.",
+                c->oreq.max_tokens, m->context_length);
+        return;
+    }
+    c->waiting = true;
+    rc = ingress_policy_decide(c->w, &c->key, c->oreq.model, ias_req_peer(c->req), &d, on_decision,
+                               c);
+    if (rc == IAS_OK) {
+        c->waiting = false;
+        decided(c, &d);
+    }
+}
+
+static void on_models(int status, void *arg)
+{
+    v1_call *c = arg;
+    if (resumed(c))
+        return;
+    if (status != IAS_OK) {
+        fail_unavailable(c, "The model registry");
+        return;
+    }
+    with_models(c);
+}
+
+/* ---- rate limit ---- */
+
+static void on_rate(int status, unsigned retry_after, void *arg)
+{
+    v1_call *c = arg;
+    int rc;
+    if (resumed(c))
+        return;
+    if (status == IAS_ERR) {
+        fail_unavailable(c, "Rate limiting");
+        return;
+    }
+    if (status == IAS_AGAIN) {
+        ias_counter_inc(c->ctx->rate_limited);
+        (void)ias_reply_retry_after(c->req, retry_after ? retry_after : 1);
+        V1_FAIL(c, 429, "requests", "rate_limit_exceeded", NULL,
+                "Rate limit reached for requests per second; retry after %u s.",
+                retry_after ? retry_after : 1);
+        return;
+    }
+    c->waiting = true;
+    rc = ingress_models_ensure(c->w, on_models, c);
+    if (rc == IAS_OK) {
+        c->waiting = false;
+        with_models(c);
+    } else if (rc == IAS_ERR) {
+        c->waiting = false;
+        fail_unavailable(c, "The model registry");
+    }
+}
+
+/* ---- key, then validation ---- */
+
+static void with_key(v1_call *c)
+{
+    ias_openai_error err;
+    int rc;
+
+    if (!ingress_key_usable(&c->key)) {
+        ias_counter_inc(c->ctx->auth_fail);
+        V1_FAIL(c, 401, "invalid_request_error", "invalid_api_key", NULL,
+                "Incorrect API key provided.");
+        return;
+    }
+    c->body = cJSON_ParseWithLength(c->raw, c->raw_len);
+    if (!c->body) {
+        V1_FAIL(c, 400, "invalid_request_error", NULL, NULL,
+                "We could not parse the JSON body of your request.");
+        return;
+    }
+    rc = c->kind == IAS_OPENAI_CHAT ? ias_openai_parse_chat(c->body, &c->oreq, &err)
+                                    : ias_openai_parse_completion(c->body, &c->oreq, &err);
+    if (rc != IAS_OK) {
+        V1_FAIL(c, 400, "invalid_request_error", NULL, err.param[0] ? err.param : NULL, "%s",
+                err.message);
+        return;
+    }
+    c->waiting = true;
+    ingress_ratelimit_check(c->w, &c->key, on_rate, c);
+}
+
+static void on_key(int status, const ingress_key *k, void *arg)
+{
+    v1_call *c = arg;
+    if (resumed(c))
+        return;
+    if (status != IAS_OK) {
+        fail_unavailable(c, "API key verification");
+        return;
+    }
+    ingress_key_copy(&c->key, k);
+    with_key(c);
+}
+
+static void handle(ias_req *req, ias_openai_kind kind)
+{
+    ingress_worker *w = ingress_worker_of(req);
+    v1_call *c = ias_xcalloc(1, sizeof(*c));
+
+    ingress_inval_drain(w);
+    c->req = req;
+    c->w = w;
+    c->ctx = w->ctx;
+    c->kind = kind;
+    c->raw = ias_req_body(req, &c->raw_len);
+    ias_req_retain(req);
+    ias_req_on_close(req, on_close, c);
+    c->waiting = true;
+    if (ingress_key_lookup(w, ias_req_header(req, "Authorization"), &c->key, on_key, c) == IAS_OK) {
+        c->waiting = false;
+        with_key(c);
+    }
+}
+
+void ingress_handle_chat(ias_req *req, void *ctx)
+{
+    (void)ctx;
+    handle(req, IAS_OPENAI_CHAT);
+}
+
+void ingress_handle_completions(ias_req *req, void *ctx)
+{
+    (void)ctx;
+    handle(req, IAS_OPENAI_COMPLETION);
+}
