@@ -1,0 +1,339 @@
+// pdp against real PostgreSQL and RabbitMQ: decisions, management CRUD with
+// RBAC and validation, dry-run, guardrail obligations, hot reload across two
+// pdp processes, repeated decisions and their metrics.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { stackEnv, createDb, startService, api, sql, root, uniqueName } from '../lib/harness.mjs';
+
+const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
+let amqpConn, amqpCh, queue;
+const changedIds = new Set();
+
+const env = stackEnv();
+const SECRET = 'pdp-test-secret-0123456789abcdef-0123456789';
+const INTERNAL = 'internal-token-for-tests';
+let db, a, b;
+let orgA, orgB;
+
+function jwt(claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const body = enc({ typ: 'access', jti: randomUUID(), iat: now, exp: now + 3600, ...claims });
+  const head = enc({ alg: 'HS256', typ: 'JWT' });
+  const sig = createHmac('sha256', SECRET).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+
+let sysAdmin, adminA, adminB, userA;
+
+function decide(svc, body, token = INTERNAL) {
+  return api(svc.url, 'POST', '/internal/decide', {
+    body, headers: token ? { 'X-Ias-Internal-Token': token } : {},
+  });
+}
+
+function req(org, model = 'mock-gpt', extra = {}) {
+  return {
+    subject: { user_id: randomUUID(), org_id: org, role: 'org_user', allowed_models: ['mock-gpt', 'llama-3'] },
+    action: 'inference',
+    resource: { model, tags: extra.tags || [] },
+    environment: { source_ip: extra.ip || '10.0.0.5', region: null, time: extra.time || new Date().toISOString() },
+  };
+}
+
+async function waitFor(fn, ms) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await fn()) return Date.now();
+    if (Date.now() > end) return null;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+before(async () => {
+  if (!env) return;
+  db = createDb('pdp');
+  orgA = sql(db.dsn, "SET ias.org_id = '*'; INSERT INTO orgs (name) VALUES ('org-a') RETURNING id")[0][0];
+  orgB = sql(db.dsn, "SET ias.org_id = '*'; INSERT INTO orgs (name) VALUES ('org-b') RETURNING id")[0][0];
+  sysAdmin = jwt({ sub: randomUUID(), org: '', role: 'system_admin' });
+  adminA = jwt({ sub: randomUUID(), org: orgA, role: 'org_admin' });
+  adminB = jwt({ sub: randomUUID(), org: orgB, role: 'org_admin' });
+  userA = jwt({ sub: randomUUID(), org: orgA, role: 'org_user' });
+  const amqp = require('amqplib');
+  queue = uniqueName('pdp_events_test');
+  amqpConn = await amqp.connect(env.IAS_AMQP_URL);
+  amqpCh = await amqpConn.createChannel();
+  await amqpCh.assertExchange('ias.events', 'topic', { durable: true });
+  await amqpCh.assertQueue(queue, { exclusive: true });
+  await amqpCh.bindQueue(queue, 'ias.events', 'audit.pdp.#');
+  await amqpCh.bindQueue(queue, 'ias.events', 'config.policies.changed');
+  await amqpCh.bindQueue(queue, 'ias.events', 'config.guardrails.changed');
+  const common = {
+    IAS_PG_DSN: db.dsn, IAS_AMQP_URL: env.IAS_AMQP_URL, IAS_JWT_SECRET: SECRET,
+    IAS_INTERNAL_TOKEN: INTERNAL, IAS_GUARDRAIL_HOLDBACK: '64',
+  };
+  a = await startService('pdp', { ...common, IAS_SPOOL_DIR: mkdtempSync(join(tmpdir(), 'pdp-a-')) });
+  b = await startService('pdp', { ...common, IAS_SPOOL_DIR: mkdtempSync(join(tmpdir(), 'pdp-b-')) });
+});
+
+after(async () => {
+  try { if (amqpConn) await amqpConn.close(); } catch { /* gone */ }
+  if (a) await a.stop();
+  if (b) await b.stop();
+  if (db) db.drop();
+});
+
+test('decide: default rule from allowed_models, batch, internal token', { skip: !env }, async () => {
+  let r = await decide(a, req(orgA));
+  assert.equal(r.status, 200);
+  assert.equal(r.body.decision, 'allow');
+  assert.equal(r.body.policy_version, 'g0.o0');
+  assert.deepEqual(r.body.obligations, { guardrails: [] });
+  assert.equal(r.body.ttl_ms, 1000);
+
+  r = await decide(a, req(orgA, 'gpt-5'));
+  assert.equal(r.body.decision, 'deny');
+  assert.equal(r.body.reasons[0].rule_id, 'builtin:allowed_models');
+
+  const noModels = req(orgA);
+  delete noModels.subject.allowed_models;
+  r = await decide(a, noModels);
+  assert.equal(r.body.decision, 'deny');
+  assert.match(r.body.reasons[0].message, /allowed_models is absent/);
+
+  r = await decide(a, { requests: [req(orgA), req(orgA, 'nope')] });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.body.results.map((x) => x.decision), ['allow', 'deny']);
+
+  r = await decide(a, { ...req(orgA), action: 'fly' });
+  assert.equal(r.status, 400);
+  assert.match(r.body.detail, /action/);
+
+  r = await decide(a, req(orgA), null);
+  assert.equal(r.status, 401);
+  r = await decide(a, req(orgA), 'wrong');
+  assert.equal(r.status, 401);
+});
+
+test('policies: validation errors name the field', { skip: !env }, async () => {
+  const bad = [
+    [{ rules: [{ id: 'r', effect: 'deny', match: { resource: { colour: ['x'] } } }] },
+      /document\.rules\[0\]\.match\.resource\.colour: unknown attribute/],
+    [{ rules: [{ id: 'r', effect: 'allow', match: { action: ['inference'] } },
+      { id: 's', effect: 'deny', match: { action: ['inference'] } }] }, /rules\[1\]\.match: conflicts/],
+    [{ rules: [{ id: 'r', effect: 'deny', match: { environment: { source_cidr: ['300.1.1.1/8'] } } }] },
+      /source_cidr\[0\]/],
+    [{ rules: 'x' }, /document\.rules/],
+  ];
+  for (const [document, re] of bad) {
+    const r = await api(a.url, 'POST', '/api/v1/policies', { token: sysAdmin, body: { scope: 'global', document } });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.type, 'https://ias.dev/problems/validation-error');
+    assert.match(r.body.detail, re);
+  }
+  let r = await api(a.url, 'POST', '/api/v1/policies', { token: sysAdmin, body: { scope: 'global', document: { rules: [] }, extra: 1 } });
+  assert.equal(r.status, 400);
+  assert.match(r.body.detail, /extra: unknown attribute/);
+  r = await api(a.url, 'POST', '/api/v1/guardrails', {
+    token: sysAdmin,
+    body: { scope: 'global', name: 'bad', document: { output: { rules: [{ id: 'x', action: 'deny', regex: '(unclosed' }] } } },
+  });
+  assert.equal(r.status, 400);
+  assert.match(r.body.detail, /document\.output\.rules\[0\]\.regex: invalid regular expression/);
+  assert.equal(sql(db.dsn, 'SELECT count(*) FROM policies')[0][0], '0');
+});
+
+test('policies: RBAC and tenant scope', { skip: !env }, async () => {
+  const doc = { rules: [{ id: 'no-llama', effect: 'deny', match: { resource: { model: ['llama-3'] } } }] };
+  let r = await api(a.url, 'POST', '/api/v1/policies', { body: { scope: 'global', document: doc } });
+  assert.equal(r.status, 401);
+  r = await api(a.url, 'POST', '/api/v1/policies', { token: userA, body: { scope: 'org', document: doc } });
+  assert.equal(r.status, 403);
+  r = await api(a.url, 'POST', '/api/v1/policies', { token: adminA, body: { scope: 'global', document: doc } });
+  assert.equal(r.status, 403);
+  r = await api(a.url, 'POST', '/api/v1/policies', { token: adminA, body: { scope: 'org', org_id: orgB, document: doc } });
+  assert.equal(r.status, 404);
+  r = await api(a.url, 'POST', '/api/v1/policies', { token: adminB, body: { scope: 'org', document: doc, comment: 'b1' } });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  assert.equal(r.body.org_id, orgB);
+  assert.equal(r.body.version, 1);
+  assert.equal(r.body.active, true);
+  const idB = r.body.id;
+  changedIds.add(idB);
+  r = await api(a.url, 'GET', `/api/v1/policies/${idB}`, { token: adminA });
+  assert.equal(r.status, 404);
+  r = await api(a.url, 'DELETE', `/api/v1/policies/${idB}`, { token: adminA });
+  assert.equal(r.status, 404);
+  r = await api(a.url, 'GET', `/api/v1/policies/${idB}`, { token: adminB });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.body.document, doc);
+  r = await api(a.url, 'GET', '/api/v1/policies', { token: adminA });
+  assert.equal(r.status, 200);
+  assert.ok(r.body.data.every((p) => p.org_id !== orgB));
+  r = await api(a.url, 'GET', '/api/v1/policies', { token: sysAdmin });
+  assert.ok(r.body.data.some((p) => p.id === idB));
+  // org B's deny applies to org B only
+  r = await decide(a, req(orgB, 'llama-3'));
+  assert.equal(r.body.decision, 'deny');
+  assert.equal(r.body.reasons[0].rule_id, 'no-llama');
+  assert.equal(r.body.reasons[0].policy_id, idB);
+  assert.equal(r.body.policy_version, 'g0.o1');
+  r = await decide(a, req(orgA, 'llama-3'));
+  assert.equal(r.body.decision, 'allow');
+  r = await api(a.url, 'DELETE', `/api/v1/policies/${idB}`, { token: adminB });
+  assert.equal(r.status, 204);
+  r = await decide(a, req(orgB, 'llama-3'));
+  assert.equal(r.body.decision, 'allow');
+});
+
+test('guardrail obligations, versions, activate, hot reload across instances', { skip: !env }, async () => {
+  let r = await api(a.url, 'POST', '/api/v1/guardrails', {
+    token: sysAdmin,
+    body: {
+      scope: 'global', name: 'pii-basic',
+      document: {
+        prompt: { redact: ['email', 'card'] },
+        output: { holdback: 32, rules: [{ id: 'no-bomb', action: 'deny', phrase: 'build a bomb', case_insensitive: true }] },
+      },
+    },
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const profileId = r.body.id;
+  assert.equal(r.body.name, 'pii-basic');
+
+  const v1 = { rules: [{ id: 'everyone', effect: 'allow', obligations: { guardrails: ['pii-basic'] } }] };
+  r = await api(a.url, 'POST', '/api/v1/policies', { token: sysAdmin, body: { scope: 'global', document: v1 } });
+  assert.equal(r.status, 201);
+  const pv1 = r.body.id;
+  // instance A reloads synchronously, B through the config event
+  r = await decide(a, req(orgA));
+  assert.equal(r.body.decision, 'allow');
+  assert.deepEqual(r.body.obligations.guardrails, [profileId]);
+  assert.equal(r.body.policy_version, 'g1.o0');
+
+  r = await api(b.url, 'GET', `/internal/guardrails/${profileId}`, { headers: { 'X-Ias-Internal-Token': INTERNAL } });
+  // B may need a moment for the first event
+  if (r.status !== 200) {
+    await waitFor(async () => (await api(b.url, 'GET', `/internal/guardrails/${profileId}`, { headers: { 'X-Ias-Internal-Token': INTERNAL } })).status === 200, 2000);
+    r = await api(b.url, 'GET', `/internal/guardrails/${profileId}`, { headers: { 'X-Ias-Internal-Token': INTERNAL } });
+  }
+  assert.equal(r.status, 200);
+  assert.equal(r.body.name, 'pii-basic');
+  assert.equal(r.body.holdback, 32);
+  assert.equal(r.body.document.output.rules[0].phrase, 'build a bomb');
+
+  // v2 denies mock-gpt: B must follow within 1 s
+  const v2 = { rules: [{ id: 'no-mock', effect: 'deny', message: 'mock is off', match: { resource: { model: ['mock-gpt'] } } }] };
+  const t0 = Date.now();
+  r = await api(a.url, 'POST', '/api/v1/policies', { token: sysAdmin, body: { scope: 'global', document: v2 } });
+  assert.equal(r.status, 201);
+  assert.equal(r.body.version, 2);
+  const seen = await waitFor(async () => (await decide(b, req(orgA))).body.decision === 'deny', 3000);
+  assert.ok(seen, 'instance B never saw the new policy');
+  assert.ok(seen - t0 < 1000, `instance B reloaded after ${seen - t0} ms`);
+  r = await decide(b, req(orgA));
+  assert.equal(r.body.reasons[0].rule_id, 'no-mock');
+  assert.equal(r.body.policy_version, 'g2.o0');
+
+  // an org cannot allow what global denies
+  r = await api(b.url, 'POST', '/api/v1/policies', {
+    token: adminA, body: { scope: 'org', document: { rules: [{ id: 'please', effect: 'allow', match: { resource: { model: ['mock-gpt'] } } }] } },
+  });
+  assert.equal(r.status, 201);
+  r = await decide(a, req(orgA));
+  assert.equal(r.body.decision, 'deny');
+
+  // roll back to v1 by activating it; both instances follow
+  r = await api(a.url, 'POST', `/api/v1/policies/${pv1}/activate`, { token: sysAdmin });
+  assert.equal(r.status, 200);
+  const back = await waitFor(async () => (await decide(b, req(orgB))).body.decision === 'allow', 3000);
+  assert.ok(back);
+  assert.equal(sql(db.dsn, "SELECT version FROM policies WHERE active AND org_id IS NULL")[0][0], '1');
+
+  // withdrawing the profile fails closed
+  r = await api(a.url, 'DELETE', `/api/v1/guardrails/${profileId}`, { token: sysAdmin });
+  assert.equal(r.status, 204);
+  r = await decide(a, req(orgB));
+  assert.equal(r.body.decision, 'deny');
+  assert.equal(r.body.reasons[0].rule_id, 'builtin:guardrails');
+});
+
+test('dry-run evaluates a draft without storing it', { skip: !env }, async () => {
+  const before = sql(db.dsn, 'SELECT count(*) FROM policies')[0][0];
+  const draft = {
+    rules: [{ id: 'office-net', effect: 'deny', except: { environment: { source_cidr: ['10.0.0.0/8', '2001:db8::/32'] } } }],
+  };
+  // a global draft replaces the active global version (which now names a withdrawn profile)
+  const r = await api(a.url, 'POST', '/api/v1/policies/dry-run', {
+    token: sysAdmin,
+    body: {
+      scope: 'global', document: draft,
+      requests: [req(orgA, 'llama-3', { ip: '10.1.1.1' }), req(orgA, 'llama-3', { ip: '8.8.8.8' }), req(orgA, 'llama-3', { ip: '2001:db8::7' })],
+    },
+  });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(r.body.results.map((x) => x.decision), ['allow', 'deny', 'allow']);
+  assert.equal(r.body.results[1].reasons[0].rule_id, 'office-net');
+  assert.equal(sql(db.dsn, 'SELECT count(*) FROM policies')[0][0], before);
+  const bad = await api(a.url, 'POST', '/api/v1/policies/dry-run', {
+    token: adminA, body: { scope: 'org', document: draft, requests: [req(orgB)] },
+  });
+  assert.equal(bad.status, 400);
+  assert.match(bad.body.detail, /requests\[0\]\.subject\.org_id/);
+});
+
+test('repeated decisions are served and measured', { skip: !env }, async () => {
+  // Functional only: speed is measured by bench/pdp.sh, never asserted in tests.
+  const body = req(orgA);
+  for (let i = 0; i < 300; i++) {
+    const r = await decide(a, body);
+    assert.equal(r.status, 200);
+  }
+  const m = await fetch(`${a.url}/metrics`).then((x) => x.text());
+  assert.match(m, /pdp_decisions_total\{decision="allow"\}/);
+  assert.match(m, /pdp_decide_seconds_bucket\{le="0.001"\}/);
+});
+
+test('every change is audited and published, events match the schemas', { skip: !env }, async () => {
+  const Ajv2020 = require('ajv/dist/2020').default;
+  const addFormats = require('ajv-formats').default;
+  const ajv = new Ajv2020({ strict: true, allErrors: true });
+  addFormats(ajv);
+  const load = (n) => ajv.compile(JSON.parse(readFileSync(join(root, 'proto', 'events', `${n}.schema.json`), 'utf8')));
+  const audit = load('audit.recorded.v1');
+  const config = load('config.changed.v1');
+  const msgs = [];
+  const end = Date.now() + 2000;
+  while (Date.now() < end) {
+    const m = await amqpCh.get(queue, { noAck: true });
+    if (!m) { if (msgs.length >= 12) break; await new Promise((r) => setTimeout(r, 50)); continue; }
+    msgs.push({ key: m.fields.routingKey, type: m.properties.type, id: m.properties.messageId, body: JSON.parse(m.content.toString()) });
+  }
+  for (const m of msgs) {
+    assert.equal(m.id, m.body.event_id);
+    if (m.key.startsWith('audit.')) {
+      assert.equal(m.type, 'audit.recorded.v1');
+      assert.ok(audit(m.body), `${m.key}: ${ajv.errorsText(audit.errors)}`);
+      assert.equal(m.key, `audit.pdp.${m.body.action}`);
+    } else {
+      assert.equal(m.type, 'config.changed.v1');
+      assert.ok(config(m.body), `${m.key}: ${ajv.errorsText(config.errors)}`);
+    }
+  }
+  const actions = new Set(msgs.filter((m) => m.key.startsWith('audit.')).map((m) => m.body.action));
+  for (const a of ['policy_created', 'policy_activated', 'policy_deleted', 'guardrail_created', 'guardrail_deleted']) {
+    assert.ok(actions.has(a), `no ${a} audit event (got ${[...actions]})`);
+  }
+  const [idB] = changedIds;
+  const created = msgs.find((m) => m.body.action === 'policy_created' && m.body.resource.id === idB);
+  assert.ok(created);
+  assert.equal(created.body.org_id, orgB);
+  assert.equal(created.body.outcome, 'success');
+  assert.ok(msgs.some((m) => m.key === 'config.policies.changed' && m.body.org_id === orgB && m.body.ids[0] === idB));
+  assert.ok(msgs.some((m) => m.key === 'config.guardrails.changed'));
+});
