@@ -65,10 +65,11 @@ static char *token(const char *sub, const char *org, const char *role, int64_t t
 
 static int whoami(ias_server *srv, const char *auth, char *out, size_t len)
 {
-    char hdr[9000];
-    snprintf(hdr, sizeof(hdr), "Authorization: %s\r\n", auth);
-    return ias_test_http(ias_server_port(srv), "GET", "/api/v1/whoami", auth ? hdr : NULL, NULL,
-                         out, len);
+    char hdr[9000] = "";
+
+    if (auth)
+        snprintf(hdr, sizeof(hdr), "Authorization: %s\r\n", auth);
+    return ias_test_http(ias_server_port(srv), "GET", "/api/v1/whoami", hdr, NULL, out, len);
 }
 
 static void test_valid_token(void **state)
