@@ -183,6 +183,21 @@ prepare() {
     mkdir -p "$STACK_DIR" "$LOG_DIR"
     chmod 755 "$LOG_DIR"
     ensure_traversable
+    reserve_ports
+}
+
+# Ports inside the kernel's ephemeral range can be taken by a client socket's
+# local end while a server restarts (eaddrinuse). As root, reserve ours (best
+# effort: containers may not allow it).
+reserve_ports() {
+    local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur want p
+    [ "$(id -u)" = 0 ] && [ -w "$f" ] || return 0
+    cur=$(cat "$f" 2>/dev/null) || return 0
+    want=$cur
+    for p in "$PG_PORT" "$REDIS_PORT" "$AMQP_PORT" "$EPMD_PORT" "$DIST_PORT"; do
+        case ",$want," in *",$p,"*) ;; *) want=${want:+$want,}$p ;; esac
+    done
+    [ "$want" = "$cur" ] || echo "$want" >"$f" 2>/dev/null || true
 }
 
 # Runs "<command...>" detached from us: own session, no inherited descriptors,

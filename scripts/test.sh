@@ -66,10 +66,12 @@ contract() {
 }
 
 stack_up() {
+    # Below the kernel's ephemeral range (32768-60999): a restarted server must
+    # never find its port taken by some client socket's local end.
     export IAS_STACK_DIR=$root/.run/test
-    export IAS_PG_PORT=${IAS_TEST_PG_PORT:-55442}
-    export IAS_REDIS_PORT=${IAS_TEST_REDIS_PORT:-56389}
-    export IAS_AMQP_PORT=${IAS_TEST_AMQP_PORT:-55682}
+    export IAS_PG_PORT=${IAS_TEST_PG_PORT:-25442}
+    export IAS_REDIS_PORT=${IAS_TEST_REDIS_PORT:-26389}
+    export IAS_AMQP_PORT=${IAS_TEST_AMQP_PORT:-25682}
     export IAS_STACK_CTL="bash $root/scripts/stack.sh"
     # A fresh stack per run: no state leaks from one run into the next.
     bash scripts/stack.sh down >/dev/null 2>&1 || true
