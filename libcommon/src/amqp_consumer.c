@@ -295,6 +295,20 @@ static int handle_batch(consumer *c, const amqp_envelope_t *envs, size_t n)
             if (stop_requested(c))
                 k = 0; /* unacked: redelivered after we close */
         }
+        bool all_ack = k == n;
+        for (size_t j = 0; j < k && all_ack; j++)
+            all_ack = res[j] == IAS_CONSUME_ACK;
+        if (all_ack) {
+            /* Everything unacked on the channel is this batch: one frame acks it. */
+            uint64_t last = envs[0].delivery_tag;
+            for (size_t i = 1; i < n; i++)
+                last = envs[i].delivery_tag > last ? envs[i].delivery_tag : last;
+            ias_counter_add(c->m_ack, k);
+            rc = ias_amqp_conn_check_status(
+                c->conn, amqp_basic_ack(ias_amqp_conn_state(c->conn), 1, last, 1),
+                "basic.ack (multiple)");
+            k = 0;
+        }
         for (size_t j = 0; j < k && rc == IAS_OK; j++)
             rc = dispose(c, &envs[idx[j]], &slots[idx[j]], res[j], false);
     }

@@ -1,0 +1,242 @@
+/* Budget counters of record and the maintenance thread.
+ *
+ * Redis holds the hot-path budget counters (internal-contracts.md): the `used`
+ * field of ias:budget:{org}:{yyyymm} and ias:budget:{org}:{yyyymm}:u:{user},
+ * settled by the router. PostgreSQL holds the usage of record. At start and
+ * every IAS_DRIFT_CHECK_INTERVAL this thread compares each counter of the
+ * current UTC month with the month's total in usage_rollups_hourly:
+ *
+ * - Redis below the database: the counter lost updates (Redis restarted, a
+ *   settle was lost). It is raised to the database total and the drift logged.
+ * - Redis above the database: legitimate while events are in flight (settled
+ *   by the router, not yet consumed: queued, spooled, or in a batch being
+ *   committed). It is never lowered, because lowering it would let an org spend
+ *   tokens it already used; the excess is reported (metric, log) instead.
+ *
+ * Months are part of the key, so a new month simply starts new counters at
+ * 00:00 UTC on the 1st: no job has to run (or can be missed) at rollover.
+ * The thread also keeps usage_events partitions ahead (daily). */
+#include "accounting.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ias/log.h"
+#include "ias/pg.h"
+#include "ias/redis.h"
+
+#define BUDGET_KEY_TTL_S (62 * 24 * 3600) /* a month's counters outlive it a while */
+#define PARTITION_MONTHS 3
+
+/* Raises `used` to the database total when below it; returns {raised, before}. */
+static const char RAISE_LUA[] =
+    "local cur = tonumber(redis.call('HGET', KEYS[1], 'used') or '0') or 0\n"
+    "local want = tonumber(ARGV[1])\n"
+    "if cur < want then\n"
+    "  redis.call('HSET', KEYS[1], 'used', ARGV[1])\n"
+    "  if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+    "  return {1, cur}\n"
+    "end\n"
+    "return {0, cur}\n";
+
+/* Month totals per org and per (org, user) from the rollups. */
+static const char TOTALS_SQL[] =
+    "SELECT org_id, CASE WHEN grouping(user_id) = 1 THEN '' ELSE user_id::text END,"
+    "  sum(prompt_tokens + completion_tokens)"
+    " FROM usage_rollups_hourly"
+    " WHERE hour >= $1::timestamptz AND hour < $2::timestamptz"
+    " GROUP BY GROUPING SETS ((org_id), (org_id, user_id))"
+    " HAVING grouping(user_id) = 1 OR user_id IS NOT NULL";
+
+typedef struct maint {
+    acct_ctx *ctx;
+    ias_pg *pg;
+    ias_redis_sync *redis;
+    ias_redis_script raise;
+} maint;
+
+static void month_bounds(int64_t now_ms, char yyyymm[7], char lo[32], char hi[32])
+{
+    time_t t = (time_t)(now_ms / 1000);
+    struct tm tm;
+    int y, m;
+
+    if (gmtime_r(&t, &tm) == NULL)
+        memset(&tm, 0, sizeof(tm));
+    y = (tm.tm_year + 1900) % 10000;
+    m = (tm.tm_mon % 12) + 1;
+    snprintf(yyyymm, 7, "%04u%02u", (unsigned)y % 10000u, (unsigned)m % 100u);
+    snprintf(lo, 32, "%04d-%02d-01T00:00:00Z", y, m);
+    if (m == 12)
+        snprintf(hi, 32, "%04d-01-01T00:00:00Z", y + 1);
+    else
+        snprintf(hi, 32, "%04d-%02d-01T00:00:00Z", y, m + 1);
+}
+
+/* One pass of the drift check over the current month. */
+static int budget_sync(maint *mt)
+{
+    acct_ctx *ctx = mt->ctx;
+    char yyyymm[7], lo[32], hi[32], key[256], ttl[16];
+    const char *params[2] = {lo, hi};
+    PGresult *res = NULL;
+    long long raised = 0, raised_tokens = 0, ahead = 0, ahead_tokens = 0;
+    int nrows, rc = IAS_OK;
+
+    month_bounds(acct_now_ms(ctx), yyyymm, lo, hi);
+    if (ias_pg_exec(mt->pg, TOTALS_SQL, 2, params, &res) != IAS_OK) {
+        ias_warn(NULL, "budget drift check: %s", ias_pg_last_message(mt->pg));
+        return IAS_ERR;
+    }
+    snprintf(ttl, sizeof(ttl), "%d", BUDGET_KEY_TTL_S);
+    nrows = ias_pg_nrows(res);
+    for (int i = 0; i < nrows && rc == IAS_OK; i++) {
+        const char *org = ias_pg_value(res, i, 0), *user = ias_pg_value(res, i, 1);
+        const char *total = ias_pg_value(res, i, 2);
+        const char *keys[1] = {key}, *args[2] = {total, ttl};
+        redisReply *rep = NULL;
+
+        if (user[0])
+            snprintf(key, sizeof(key), "ias:budget:%s:%s:u:%s", org, yyyymm, user);
+        else
+            snprintf(key, sizeof(key), "ias:budget:%s:%s", org, yyyymm);
+        if (ias_redis_sync_eval(mt->redis, &mt->raise, 1, keys, 2, args, &rep) != IAS_OK) {
+            ias_warn(NULL, "budget drift check: redis unreachable");
+            rc = IAS_ERR;
+            break;
+        }
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+            rep->element[0]->type == REDIS_REPLY_INTEGER &&
+            rep->element[1]->type == REDIS_REPLY_INTEGER) {
+            long long db = strtoll(total, NULL, 10), before = rep->element[1]->integer;
+            if (rep->element[0]->integer == 1) {
+                raised++;
+                raised_tokens += db - before;
+                ias_warn(NULL,
+                         "budget drift corrected: %s used %lld in redis, %lld of record; "
+                         "raised by %lld",
+                         key, before, db, db - before);
+            } else if (before > db) {
+                ahead++;
+                ahead_tokens += before - db;
+            }
+        } else {
+            ias_warn(NULL, "budget drift check: unexpected reply for %s: %s", key,
+                     rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
+            rc = IAS_ERR;
+        }
+        freeReplyObject(rep);
+    }
+    ias_pg_clear(res);
+    if (raised > 0)
+        ias_counter_add(ctx->m_drift, (uint64_t)raised);
+    ias_info(NULL,
+             "budget drift check %s: %d counters, %lld raised (+%lld tokens), %lld ahead of the "
+             "database by %lld tokens (events in flight)",
+             yyyymm, nrows, raised, raised_tokens, ahead, ahead_tokens);
+    return rc;
+}
+
+/* Waits up to ms or until stop; true when stopping. */
+static bool maint_wait(acct_ctx *ctx, int64_t ms)
+{
+    struct timespec ts;
+    bool stop;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&ctx->maint_mu);
+    while (!(stop = atomic_load(&ctx->stop))) {
+        int rc = pthread_cond_timedwait(&ctx->maint_cv, &ctx->maint_mu, &ts);
+        if (rc == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&ctx->maint_mu);
+    return stop || atomic_load(&ctx->stop);
+}
+
+static void *maint_main(void *varg)
+{
+    maint *mt = varg;
+    acct_ctx *ctx = mt->ctx;
+    uint64_t next_partitions = 0, next_drift = 0;
+    bool partitions_ok = false, synced_once = false;
+
+    while (!atomic_load(&ctx->stop)) {
+        uint64_t now = ias_now_ms();
+        int64_t wait;
+
+        if (now >= next_partitions) {
+            partitions_ok =
+                acct_partitions_ensure(mt->pg, acct_now_ms(ctx), PARTITION_MONTHS) == IAS_OK &&
+                acct_processed_prune(mt->pg, ctx->dedup_retention_ms) == IAS_OK;
+            /* Retry soon after a failure (database not up yet), else daily. */
+            next_partitions = now + (uint64_t)(partitions_ok ? ctx->partition_interval_ms : 2000);
+        }
+        if (now >= next_drift) {
+            int rc = budget_sync(mt);
+            if (rc == IAS_OK && !synced_once) {
+                synced_once = true;
+                ias_info(NULL, "budget counters rebuilt from PostgreSQL");
+            }
+            next_drift = now + (uint64_t)(rc == IAS_OK || ctx->drift_interval_ms < 2000
+                                              ? ctx->drift_interval_ms
+                                              : 2000);
+        }
+        wait = (int64_t)(next_partitions < next_drift ? next_partitions : next_drift) -
+               (int64_t)ias_now_ms();
+        if (wait > 0 && maint_wait(ctx, wait))
+            break;
+    }
+    ias_redis_sync_free(mt->redis);
+    ias_pg_free(mt->pg);
+    free(mt);
+    return NULL;
+}
+
+int acct_maint_start(acct_ctx *ctx)
+{
+    maint *mt = ias_xcalloc(1, sizeof(*mt));
+
+    mt->ctx = ctx;
+    mt->pg = ias_pg_new(ctx->pg_dsn, 5000);
+    mt->redis = ias_redis_sync_new(ctx->redis_url, 2000);
+    if (mt->pg == NULL || mt->redis == NULL) {
+        ias_pg_free(mt->pg);
+        ias_redis_sync_free(mt->redis);
+        free(mt);
+        return IAS_ERR;
+    }
+    ias_pg_set_application_name(mt->pg, "ias-accounting-maint");
+    ias_redis_script_init(&mt->raise, RAISE_LUA);
+    if (pthread_create(&ctx->maint_thread, NULL, maint_main, mt) != 0) {
+        ias_pg_free(mt->pg);
+        ias_redis_sync_free(mt->redis);
+        free(mt);
+        return IAS_ERR;
+    }
+    ctx->maint_started = true;
+    return IAS_OK;
+}
+
+void acct_threads_stop(acct_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->maint_mu);
+    atomic_store(&ctx->stop, true);
+    pthread_cond_broadcast(&ctx->maint_cv);
+    pthread_mutex_unlock(&ctx->maint_mu);
+    if (ctx->consumer_started)
+        pthread_join(ctx->consumer_thread, NULL);
+    if (ctx->maint_started)
+        pthread_join(ctx->maint_thread, NULL);
+    ctx->consumer_started = ctx->maint_started = false;
+}

@@ -1,0 +1,411 @@
+/* The ias.usage consumer: validates usage.recorded.v1 events and applies a
+ * whole batch of deliveries in one transaction (docs/architecture/accounting.md):
+ *
+ *   processed_events (ON CONFLICT DO NOTHING) -> only new ids go on to
+ *   usage_events (priced at the rate of their time) -> usage_rollups_hourly
+ *   upsert -> budget_alerts for the months touched -> COMMIT -> ack.
+ *
+ * A redelivered event conflicts in processed_events and changes nothing. An
+ * event that can never be stored (bad JSON, schema violation) is rejected to
+ * the dead-letter queue with the reason; a database outage makes the batch
+ * RETRY. */
+#include "accounting.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ias/amqp.h"
+#include "ias/log.h"
+#include "ias/pg.h"
+
+/* One statement per batch; $1 is a JSON array of validated events. */
+static const char APPLY_SQL[] =
+    "WITH ev AS ("
+    "  SELECT DISTINCT ON (event_id) * FROM jsonb_to_recordset($1::jsonb) AS x("
+    "    event_id uuid, occurred_at timestamptz, request_id text, org_id uuid, user_id uuid,"
+    "    api_key_id uuid, model text, backend text, status integer, prompt_tokens integer,"
+    "    completion_tokens integer, ttft_ms integer, duration_ms integer, stream boolean,"
+    "    aborted boolean)"
+    "  ORDER BY event_id),"
+    " fresh AS ("
+    "  INSERT INTO processed_events (event_id) SELECT event_id FROM ev"
+    "  ON CONFLICT (event_id) DO NOTHING RETURNING event_id),"
+    " priced AS ("
+    "  SELECT ev.*, coalesce(r.input_rate_per_1k, 0) AS in_rate,"
+    "         coalesce(r.output_rate_per_1k, 0) AS out_rate"
+    "  FROM ev JOIN fresh USING (event_id)"
+    "  LEFT JOIN LATERAL (SELECT h.input_rate_per_1k, h.output_rate_per_1k"
+    "    FROM model_rate_history h WHERE h.model = ev.model AND h.valid_from <= ev.occurred_at"
+    "    ORDER BY h.valid_from DESC LIMIT 1) r ON true),"
+    " ins AS ("
+    "  INSERT INTO usage_events (event_id, created_at, request_id, org_id, user_id, api_key_id,"
+    "    model, backend, status, prompt_tokens, completion_tokens, input_rate_per_1k,"
+    "    output_rate_per_1k, cost, ttft_ms, duration_ms, stream, aborted)"
+    "  SELECT event_id, occurred_at, request_id, org_id, user_id, api_key_id, model, backend,"
+    "    status, prompt_tokens, completion_tokens, in_rate, out_rate,"
+    "    (prompt_tokens * in_rate + completion_tokens * out_rate) / 1000, ttft_ms, duration_ms,"
+    "    stream, aborted FROM priced"
+    "  RETURNING created_at, org_id, user_id, api_key_id, model, status, aborted, prompt_tokens,"
+    "    completion_tokens, cost),"
+    " roll AS ("
+    "  INSERT INTO usage_rollups_hourly AS u (org_id, hour, user_id, api_key_id, model, requests,"
+    "    errors, prompt_tokens, completion_tokens, cost)"
+    "  SELECT org_id, date_trunc('hour', created_at, 'UTC'), user_id, api_key_id, model, count(*),"
+    "    count(*) FILTER (WHERE status >= 400 OR aborted), sum(prompt_tokens),"
+    "    sum(completion_tokens), sum(cost)"
+    "  FROM ins GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    "  ON CONFLICT ON CONSTRAINT usage_rollups_hourly_key DO UPDATE SET"
+    "    requests = u.requests + EXCLUDED.requests, errors = u.errors + EXCLUDED.errors,"
+    "    prompt_tokens = u.prompt_tokens + EXCLUDED.prompt_tokens,"
+    "    completion_tokens = u.completion_tokens + EXCLUDED.completion_tokens,"
+    "    cost = u.cost + EXCLUDED.cost, updated_at = now()"
+    "  RETURNING 1)"
+    " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM roll),"
+    "  (SELECT coalesce(max(extract(epoch FROM now() - created_at) * 1000), 0)::bigint FROM ins)";
+
+/* Alerts for the org budgets and user limits of the months the batch touched,
+ * from the month totals now in the rollups (this transaction included). */
+static const char ALERTS_SQL[] =
+    "WITH ev AS ("
+    "  SELECT DISTINCT org_id, user_id,"
+    "    (date_trunc('month', occurred_at, 'UTC') AT TIME ZONE 'UTC')::date AS month"
+    "  FROM jsonb_to_recordset($1::jsonb) AS x(org_id uuid, user_id uuid, occurred_at "
+    "timestamptz)),"
+    " orgs AS ("
+    "  SELECT DISTINCT e.org_id, e.month, b.monthly_token_limit AS lim,"
+    "    b.alert_thresholds || 100 AS th"
+    "  FROM ev e JOIN org_budgets b ON b.org_id = e.org_id),"
+    " users_l AS ("
+    "  SELECT DISTINCT e.org_id, e.user_id, e.month, u.monthly_token_limit AS lim"
+    "  FROM ev e JOIN users u ON u.id = e.user_id AND u.org_id = e.org_id"
+    "  WHERE u.monthly_token_limit IS NOT NULL),"
+    " org_used AS ("
+    "  SELECT o.*, (SELECT coalesce(sum(r.prompt_tokens + r.completion_tokens), 0)"
+    "    FROM usage_rollups_hourly r WHERE r.org_id = o.org_id"
+    "    AND r.hour >= o.month::timestamp AT TIME ZONE 'UTC'"
+    "    AND r.hour < (o.month + interval '1 month')::timestamp AT TIME ZONE 'UTC') AS used"
+    "  FROM orgs o),"
+    " user_used AS ("
+    "  SELECT l.*, (SELECT coalesce(sum(r.prompt_tokens + r.completion_tokens), 0)"
+    "    FROM usage_rollups_hourly r WHERE r.org_id = l.org_id AND r.user_id = l.user_id"
+    "    AND r.hour >= l.month::timestamp AT TIME ZONE 'UTC'"
+    "    AND r.hour < (l.month + interval '1 month')::timestamp AT TIME ZONE 'UTC') AS used"
+    "  FROM users_l l),"
+    " cand AS ("
+    "  SELECT org_id, NULL::uuid AS user_id, month, t AS threshold, lim, used"
+    "  FROM org_used, unnest(th) AS t WHERE used * 100 >= lim * t"
+    "  UNION"
+    "  SELECT org_id, user_id, month, t, lim, used"
+    "  FROM user_used, unnest(ARRAY[80, 90, 100]) AS t WHERE used * 100 >= lim * t)"
+    " INSERT INTO budget_alerts (org_id, user_id, month, threshold, limit_tokens, used_tokens)"
+    " SELECT org_id, user_id, month, threshold, lim, used FROM cand"
+    " ORDER BY org_id, user_id, month, threshold"
+    " ON CONFLICT ON CONSTRAINT budget_alerts_once_key DO NOTHING"
+    " RETURNING org_id, coalesce(user_id::text, ''), month, threshold, used_tokens, limit_tokens";
+
+static const char ENSURE_SQL[] =
+    "SELECT coalesce(sum(ias_ensure_usage_partitions(d, 1)), 0) FROM ("
+    "  SELECT DISTINCT (date_trunc('month', occurred_at, 'UTC') AT TIME ZONE 'UTC')::date AS d"
+    "  FROM jsonb_to_recordset($1::jsonb) AS x(occurred_at timestamptz)) s";
+
+typedef struct consumer_state {
+    acct_ctx *ctx;
+    ias_pg *pg;
+} consumer_state;
+
+typedef struct apply_arg {
+    const char *json;
+    long long inserted, lag_ms;
+    PGresult *alerts;
+} apply_arg;
+
+/* ---- validation (proto/events/usage.recorded.v1.schema.json) ------------ */
+
+static bool is_int_in(const cJSON *v, double lo, double hi)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+           v->valuedouble == floor(v->valuedouble) && v->valuedouble >= lo && v->valuedouble <= hi;
+}
+
+static bool str_len_in(const cJSON *v, size_t lo, size_t hi)
+{
+    size_t n;
+
+    if (!cJSON_IsString(v) || v->valuestring == NULL)
+        return false;
+    n = strlen(v->valuestring);
+    return n >= lo && n <= hi;
+}
+
+static bool request_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > 128)
+        return false;
+    for (; *s; s++) {
+        char ch = *s;
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == ':' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Strict timestamp: the schema's pattern plus a real calendar time. */
+static bool timestamp_ok(const char *s)
+{
+    size_t n = strlen(s);
+    int64_t ms;
+
+    if (n < 20 || s[10] != 'T' || s[n - 1] != 'Z')
+        return false;
+    return acct_parse_iso(s, &ms) == IAS_OK;
+}
+
+static const char *const KNOWN[] = {
+    "event_id",   "occurred_at", "request_id",  "org_id",        "user_id",
+    "api_key_id", "model",       "backend",     "prompt_tokens", "completion_tokens",
+    "status",     "ttft_ms",     "duration_ms", "stream",        "aborted",
+};
+
+int acct_event_parse(const void *body, size_t len, cJSON *arr, char *why, size_t whylen)
+{
+    cJSON *o = cJSON_ParseWithLength(body, len), *v;
+    const double imax = 2147483647.0; /* integer columns */
+
+    if (o == NULL) {
+        snprintf(why, whylen, "invalid JSON");
+        return IAS_ERR;
+    }
+    if (!cJSON_IsObject(o)) {
+        snprintf(why, whylen, "schema: not an object");
+        goto fail;
+    }
+    for (v = o->child; v; v = v->next) {
+        bool known = false;
+        for (size_t i = 0; i < IAS_ARRAY_LEN(KNOWN) && !known; i++)
+            known = v->string && strcmp(v->string, KNOWN[i]) == 0;
+        if (!known) {
+            snprintf(why, whylen, "schema: unknown property %.64s", v->string ? v->string : "?");
+            goto fail;
+        }
+    }
+#define REQUIRE(name, cond)                                                                        \
+    do {                                                                                           \
+        v = cJSON_GetObjectItemCaseSensitive(o, name);                                             \
+        if (v == NULL || !(cond)) {                                                                \
+            snprintf(why, whylen, "schema: %s %s", name, v == NULL ? "missing" : "invalid");       \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+    REQUIRE("event_id", cJSON_IsString(v) && acct_is_uuid(v->valuestring));
+    REQUIRE("occurred_at", cJSON_IsString(v) && timestamp_ok(v->valuestring));
+    REQUIRE("request_id", cJSON_IsString(v) && request_id_ok(v->valuestring));
+    REQUIRE("org_id", cJSON_IsString(v) && acct_is_uuid(v->valuestring));
+    REQUIRE("user_id", cJSON_IsNull(v) || (cJSON_IsString(v) && acct_is_uuid(v->valuestring)));
+    REQUIRE("api_key_id", cJSON_IsNull(v) || (cJSON_IsString(v) && acct_is_uuid(v->valuestring)));
+    REQUIRE("model", str_len_in(v, 1, 256));
+    REQUIRE("backend", cJSON_IsNull(v) || str_len_in(v, 1, 256));
+    REQUIRE("prompt_tokens", is_int_in(v, 0, imax));
+    REQUIRE("completion_tokens", is_int_in(v, 0, imax));
+    REQUIRE("status", is_int_in(v, 100, 599));
+    REQUIRE("ttft_ms", cJSON_IsNull(v) || is_int_in(v, 0, imax));
+    REQUIRE("duration_ms", is_int_in(v, 0, imax));
+    REQUIRE("stream", cJSON_IsBool(v));
+    REQUIRE("aborted", cJSON_IsBool(v));
+#undef REQUIRE
+    cJSON_AddItemToArray(arr, o);
+    return IAS_OK;
+fail:
+    cJSON_Delete(o);
+    return IAS_ERR;
+}
+
+/* ---- applying a batch ------------------------------------------------- */
+
+static int apply_tx(ias_pg *pg, void *varg)
+{
+    apply_arg *a = varg;
+    const char *params[1] = {a->json};
+    PGresult *res = NULL;
+
+    if (a->alerts) {
+        ias_pg_clear(a->alerts);
+        a->alerts = NULL;
+    }
+    if (ias_pg_exec(pg, APPLY_SQL, 1, params, &res) != IAS_OK)
+        return IAS_ERR;
+    if (ias_pg_value_ll(res, 0, 0, &a->inserted) != IAS_OK ||
+        ias_pg_value_ll(res, 0, 2, &a->lag_ms) != IAS_OK) {
+        ias_pg_clear(res);
+        return IAS_ERR;
+    }
+    ias_pg_clear(res);
+    if (a->inserted == 0)
+        return IAS_OK; /* all redeliveries: totals unchanged, no alert can be new */
+    /* org_budgets and users are the users service's, under row-level security
+     * (0006_users_rls): the limits of every org in the batch must be visible to
+     * this read-only lookup, for this transaction only. */
+    if (ias_pg_exec(pg, "SELECT set_config('ias.org_id', '*', true)", 0, NULL, NULL) != IAS_OK)
+        return IAS_ERR;
+    return ias_pg_exec(pg, ALERTS_SQL, 1, params, &a->alerts);
+}
+
+static bool no_partition(const ias_pg *pg)
+{
+    return strcmp(ias_pg_last_sqlstate(pg), "23514") == 0 &&
+           strstr(ias_pg_last_message(pg), "no partition") != NULL;
+}
+
+/* Applies the events in json; IAS_OK, or IAS_ERR with the failure kind in pg. */
+static int apply(consumer_state *st, const char *json, size_t nevents)
+{
+    acct_ctx *ctx = st->ctx;
+    apply_arg a = {.json = json};
+    int rc = ias_pg_tx(st->pg, apply_tx, &a, 3);
+
+    if (rc != IAS_OK && no_partition(st->pg)) {
+        /* A very late (or far-future) event: make its month and try again. */
+        const char *params[1] = {json};
+        ias_warn(NULL, "usage batch outside the existing partitions: creating them");
+        if (ias_pg_exec(st->pg, ENSURE_SQL, 1, params, NULL) == IAS_OK)
+            rc = ias_pg_tx(st->pg, apply_tx, &a, 3);
+    }
+    if (rc != IAS_OK) {
+        if (a.alerts)
+            ias_pg_clear(a.alerts);
+        return IAS_ERR;
+    }
+    ias_counter_add(ctx->m_events, (uint64_t)a.inserted);
+    ias_counter_add(ctx->m_duplicates, (uint64_t)nevents - (uint64_t)a.inserted);
+    ias_histogram_observe(ctx->m_batch, (double)nevents);
+    if (a.inserted > 0)
+        ias_gauge_set(ctx->m_lag_ms, a.lag_ms);
+    for (int i = 0; a.alerts && i < ias_pg_nrows(a.alerts); i++) {
+        const char *user = ias_pg_value(a.alerts, i, 1);
+        ias_counter_inc(ctx->m_alerts);
+        ias_info(NULL, "budget alert: org %s%s%s month %s crossed %s%% (%s of %s tokens)",
+                 ias_pg_value(a.alerts, i, 0), user[0] ? " user " : "", user,
+                 ias_pg_value(a.alerts, i, 2), ias_pg_value(a.alerts, i, 3),
+                 ias_pg_value(a.alerts, i, 4), ias_pg_value(a.alerts, i, 5));
+    }
+    if (a.alerts)
+        ias_pg_clear(a.alerts);
+    return IAS_OK;
+}
+
+/* A failure that is a property of the data (SQLSTATE class 22 data exception,
+ * 23 integrity violation) rather than of the database's state. */
+static bool data_error(const ias_pg *pg)
+{
+    const char *st = ias_pg_last_sqlstate(pg);
+    return ias_pg_last_error(pg) == IAS_PG_ERR_OTHER &&
+           (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0);
+}
+
+static ias_consume_result failure_result(const ias_pg *pg, char *reason, size_t len)
+{
+    snprintf(reason, len, "postgres (%s %s): %.200s", ias_pg_errkind_name(ias_pg_last_error(pg)),
+             ias_pg_last_sqlstate(pg), ias_pg_last_message(pg));
+    /* Only an event the database refuses is dead-lettered; an outage, a
+     * timeout or a broken schema is waited out (RETRY), never a loss. */
+    return data_error(pg) ? IAS_CONSUME_REJECT : IAS_CONSUME_RETRY;
+}
+
+static void on_batch(const ias_amqp_msg *msgs, size_t n, ias_consume_result *results, void *varg)
+{
+    consumer_state *st = varg;
+    cJSON *arr = cJSON_CreateArray();
+    size_t *ok = ias_xcalloc(n, sizeof(*ok));
+    size_t nok = 0;
+    char *json;
+
+    if (arr == NULL)
+        ias_die("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].type[0] && strcmp(msgs[i].type, IAS_EVENT_USAGE_V1) != 0) {
+            snprintf(msgs[i].reason, msgs[i].reason_len, "unexpected type %s", msgs[i].type);
+            results[i] = IAS_CONSUME_REJECT;
+        } else if (acct_event_parse(msgs[i].body, msgs[i].body_len, arr, msgs[i].reason,
+                                    msgs[i].reason_len) != IAS_OK) {
+            results[i] = IAS_CONSUME_REJECT;
+        } else {
+            ok[nok++] = i;
+            continue;
+        }
+        ias_counter_inc(st->ctx->m_poison);
+    }
+    if (nok > 0) {
+        json = cJSON_PrintUnformatted(arr);
+        if (json == NULL)
+            ias_die("out of memory");
+        if (apply(st, json, nok) == IAS_OK) {
+            for (size_t j = 0; j < nok; j++)
+                results[ok[j]] = IAS_CONSUME_ACK;
+        } else if (nok > 1 && data_error(st->pg)) {
+            /* Something in the batch the schema check let through: apply one
+             * by one so only the culprit is dead-lettered. */
+            for (size_t j = 0; j < nok; j++) {
+                cJSON *one = cJSON_CreateArray();
+                char *oj;
+                cJSON_AddItemReferenceToArray(one, cJSON_GetArrayItem(arr, (int)j));
+                oj = cJSON_PrintUnformatted(one);
+                if (oj == NULL)
+                    ias_die("out of memory");
+                if (apply(st, oj, 1) == IAS_OK)
+                    results[ok[j]] = IAS_CONSUME_ACK;
+                else
+                    results[ok[j]] =
+                        failure_result(st->pg, msgs[ok[j]].reason, msgs[ok[j]].reason_len);
+                cJSON_free(oj);
+                cJSON_Delete(one);
+            }
+        } else {
+            for (size_t j = 0; j < nok; j++)
+                results[ok[j]] = failure_result(st->pg, msgs[ok[j]].reason, msgs[ok[j]].reason_len);
+        }
+        cJSON_free(json);
+    }
+    cJSON_Delete(arr);
+    free(ok);
+}
+
+static void *consumer_main(void *varg)
+{
+    acct_ctx *ctx = varg;
+    consumer_state st = {.ctx = ctx, .pg = ias_pg_new(ctx->pg_dsn, 5000)};
+    ias_consumer_opts o = {
+        .url = ctx->amqp_url,
+        .name = "accounting",
+        .queue = ctx->queue,
+        .prefetch = (uint16_t)ctx->prefetch,
+        .batch_handler = on_batch,
+        .batch_max = (size_t)ctx->batch_size,
+        .batch_wait_ms = 20,
+        /* A database outage must never dead-letter usage: retry (5 s apart at
+         * most) for as long as any outage could last. */
+        .max_attempts = 1000000,
+        .arg = &st,
+        .stop = &ctx->stop,
+    };
+
+    if (st.pg == NULL)
+        ias_die("accounting consumer: cannot create the PostgreSQL handle");
+    ias_pg_set_application_name(st.pg, "ias-accounting-consumer");
+    if (ias_consumer_run(&o) != IAS_OK)
+        ias_error(NULL, "accounting consumer: invalid options");
+    ias_pg_free(st.pg);
+    return NULL;
+}
+
+int acct_consumer_start(acct_ctx *ctx)
+{
+    if (pthread_create(&ctx->consumer_thread, NULL, consumer_main, ctx) != 0)
+        return IAS_ERR;
+    ctx->consumer_started = true;
+    return IAS_OK;
+}
