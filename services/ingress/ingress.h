@@ -50,6 +50,7 @@ typedef struct ingress_ctx {
     char accounting_url[INGRESS_URL_MAX];
     char audit_url[INGRESS_URL_MAX];
     char internal_token[256];
+    char forward_prefix[64]; /* client header prefix passed to the router, "" none */
     int64_t key_cache_ttl_ms;
     int64_t models_cache_ttl_ms;
     int64_t policy_cache_ttl_ms;

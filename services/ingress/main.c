@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const ias_cfg_row config_rows[] = {
     IAS_SERVICE_CFG_ROWS("8080"),
@@ -36,6 +37,9 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_LOOKUP_TIMEOUT", IAS_CFG_MS, "2s", 1, 60000, "users / pdp lookups on the request path"},
     {"IAS_STREAM_HIGH_WATER", IAS_CFG_BYTES, "64k", 1024, 64 << 20,
      "client bytes queued before the upstream is paused"},
+    {"IAS_FORWARD_HEADER_PREFIX", IAS_CFG_STR, "", 0, 0,
+     "client headers with this name prefix go on to the model server (e.g. X-Mock- for "
+     "mockllm in tests and benchmarks; never X-Ias-*; empty: none)"},
 };
 
 static const ias_route routes[] = {
@@ -147,6 +151,12 @@ static int load_ctx(const ias_config *cfg, ingress_ctx *ctx)
         rc = IAS_ERR;
     if (copy_url(cfg, "IAS_AUDIT_URL", ctx->audit_url, sizeof(ctx->audit_url), false) != IAS_OK)
         rc = IAS_ERR;
+    if (ias_strlcpy(ctx->forward_prefix, ias_config_str(cfg, "IAS_FORWARD_HEADER_PREFIX"),
+                    sizeof(ctx->forward_prefix)) != IAS_OK ||
+        strncasecmp(ctx->forward_prefix, "x-ias", 5) == 0) {
+        fprintf(stderr, "  IAS_FORWARD_HEADER_PREFIX: at most 63 bytes, not X-Ias*\n");
+        rc = IAS_ERR;
+    }
     ctx->key_cache_ttl_ms = ias_config_ms(cfg, "IAS_KEY_CACHE_TTL");
     ctx->models_cache_ttl_ms = ias_config_ms(cfg, "IAS_MODELS_CACHE_TTL");
     ctx->policy_cache_ttl_ms = ias_config_ms(cfg, "IAS_POLICY_CACHE_TTL");

@@ -1,6 +1,10 @@
 /* Policy enforcement point. With IAS_PDP_URL: POST {pdp}/internal/decide and
  * reuse the answer briefly per (org, user, role, model) under the returned
- * policy_version (config.policies.changed clears the cache). Without it: the
+ * policy_version (config.policies.changed / config.guardrails.changed clear the
+ * cache). Version check: policy_version is "g<global>.o<org>"; an answer with a
+ * newer global version drops every entry, one with a newer org version drops
+ * that org's entries, and an answer older than what the worker already saw (or
+ * that raced with a clear) is used once and not cached. Without a pdp: the
  * built-in decision, allowed iff the model is in the org's allowed models. */
 #include "ingress.h"
 
@@ -15,13 +19,16 @@
 
 typedef struct policy_ent {
     char key[4 * INGRESS_ID_MAX + IAS_OPENAI_MAX_MODEL_LEN + 8];
-    char version[64];
-    uint64_t expires; /* monotonic ms; 0 = empty */
+    char org[INGRESS_ID_MAX];
+    long long gver, over; /* policy_version g<gver>.o<over> */
+    uint64_t expires;     /* monotonic ms; 0 = empty */
     ingress_decision d;
 } policy_ent;
 
 struct ingress_policy_cache {
     policy_ent slots[POLICY_SLOTS]; /* direct-mapped: a collision just refetches */
+    long long gver;                 /* newest global version seen */
+    uint64_t epoch;                 /* bumped by every clear */
 };
 
 ingress_policy_cache *ingress_policy_cache_new(void)
@@ -40,6 +47,49 @@ void ingress_policy_cache_clear(ingress_policy_cache *c)
         return;
     for (size_t i = 0; i < POLICY_SLOTS; i++)
         c->slots[i].expires = 0;
+    c->epoch++;
+}
+
+/* "g<N>.o<M>"; anything else is -1, -1 (never cached). */
+static void parse_version(const char *v, long long *g, long long *o)
+{
+    char *end;
+
+    *g = *o = -1;
+    if (v[0] != 'g')
+        return;
+    long long gv = strtoll(v + 1, &end, 10);
+    if (end == v + 1 || end[0] != '.' || end[1] != 'o')
+        return;
+    const char *os = end + 2;
+    long long ov = strtoll(os, &end, 10);
+    if (end == os || *end != '\0' || gv < 0 || ov < 0)
+        return;
+    *g = gv;
+    *o = ov;
+}
+
+/* Whether an answer under (gv, ov) for org may be cached; evicts what it
+ * proves outdated. */
+static bool version_admit(ingress_policy_cache *c, const char *org, long long gv, long long ov)
+{
+    if (gv < 0 || gv < c->gver)
+        return false;
+    if (gv > c->gver) {
+        ingress_policy_cache_clear(c);
+        c->gver = gv;
+        return true;
+    }
+    for (size_t i = 0; i < POLICY_SLOTS; i++) {
+        policy_ent *e = &c->slots[i];
+        if (e->expires == 0 || strcmp(e->org, org) != 0)
+            continue;
+        if (e->over > ov)
+            return false; /* we already saw a newer org policy */
+        if (e->over < ov)
+            e->expires = 0;
+    }
+    return true;
 }
 
 static size_t slot_of(const char *key)
@@ -53,6 +103,8 @@ static size_t slot_of(const char *key)
 typedef struct decide_call {
     ingress_worker *w;
     char cache_key[sizeof(((policy_ent *)0)->key)];
+    char org[INGRESS_ID_MAX];
+    uint64_t epoch; /* cache epoch when asked: a clear since then = maybe stale */
     ingress_policy_cb cb;
     void *arg;
 } decide_call;
@@ -122,13 +174,19 @@ static void on_pdp(const ias_http_fetch_result *res, void *arg)
         memset(&d, 0, sizeof(d));
         d.status = IAS_ERR;
     } else {
+        ingress_policy_cache *pc = c->w->policy;
         int64_t keep = c->w->ctx->policy_cache_ttl_ms;
+        long long gv, ov;
+
         if (ttl > 0 && ttl < keep)
             keep = ttl;
-        if (keep > 0) {
-            policy_ent *e = &c->w->policy->slots[slot_of(c->cache_key)];
+        parse_version(version, &gv, &ov);
+        if (keep > 0 && pc->epoch == c->epoch && version_admit(pc, c->org, gv, ov)) {
+            policy_ent *e = &pc->slots[slot_of(c->cache_key)];
             memcpy(e->key, c->cache_key, sizeof(e->key));
-            memcpy(e->version, version, sizeof(e->version));
+            memcpy(e->org, c->org, sizeof(e->org));
+            e->gver = gv;
+            e->over = ov;
             e->d = d;
             e->expires = ias_now_ms() + (uint64_t)keep;
         }
@@ -160,7 +218,7 @@ int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *m
     }
     snprintf(key, sizeof(key), "%s|%s|%s|%s", k->org_id, k->user_id, k->role, model);
     e = &w->policy->slots[slot_of(key)];
-    if (e->expires > ias_now_ms() && strcmp(e->key, key) == 0) {
+    if (e->expires > ias_now_ms() && strcmp(e->key, key) == 0 && e->gver == w->policy->gver) {
         *out = e->d;
         return IAS_OK;
     }
@@ -200,6 +258,8 @@ int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *m
     c = ias_xcalloc(1, sizeof(*c));
     c->w = w;
     memcpy(c->cache_key, key, sizeof(c->cache_key));
+    (void)ias_strlcpy(c->org, k->org_id, sizeof(c->org));
+    c->epoch = w->policy->epoch;
     c->cb = cb;
     c->arg = arg;
     call = ias_http_client_fetch(w->http, &hr, on_pdp, c);

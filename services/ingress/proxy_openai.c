@@ -10,10 +10,16 @@
 #include "ias/log.h"
 
 #include <cjson/cJSON.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+enum { INGRESS_FWD_MAX = 8 };
 
 typedef struct v1_call {
     ias_req *req;
@@ -116,11 +122,31 @@ static void on_pipe_done(ias_http_result res, bool started, void *arg)
     v1_end(c);
 }
 
+/* Client headers named IAS_FORWARD_HEADER_PREFIX* (e.g. X-Mock- for mockllm),
+ * at most max of them; the prefix can never be X-Ias- (checked at start). */
+static size_t forward_client_headers(v1_call *c, ias_http_header *h, size_t max)
+{
+    struct evhttp_request *ev = ias_req_evreq(c->req);
+    struct evkeyvalq *hs = ev ? evhttp_request_get_input_headers(ev) : NULL;
+    size_t plen = strlen(c->ctx->forward_prefix), n = 0;
+    struct evkeyval *kv;
+
+    if (plen == 0 || hs == NULL)
+        return 0;
+    TAILQ_FOREACH(kv, hs, next)
+    {
+        if (n < max && strncasecmp(kv->key, c->ctx->forward_prefix, plen) == 0 &&
+            strncasecmp(kv->key, "x-ias-", 6) != 0)
+            h[n++] = (ias_http_header){kv->key, kv->value};
+    }
+    return n;
+}
+
 static void forward(v1_call *c)
 {
     ingress_ctx *ctx = c->ctx;
     char url[INGRESS_URL_MAX + 32], reserved[24];
-    ias_http_header h[16];
+    ias_http_header h[16 + INGRESS_FWD_MAX];
     size_t n = 0;
     char *text = NULL;
     const void *body = c->raw;
@@ -157,6 +183,7 @@ static void forward(v1_call *c)
         h[n++] = (ias_http_header){"X-Ias-Guardrails", c->guardrails};
     if (ctx->internal_token[0])
         h[n++] = (ias_http_header){"X-Ias-Internal-Token", ctx->internal_token};
+    n += forward_client_headers(c, h + n, INGRESS_FWD_MAX);
 
     ias_http_request hr = {.method = "POST",
                            .url = url,

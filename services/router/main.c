@@ -28,6 +28,10 @@ static const ias_cfg_row config_rows[] = {
      "when set, requests must carry X-Ias-Internal-Token"},
     {"IAS_REGISTRY_FILE", IAS_CFG_STR, "", 0, 0,
      "JSON file shaped like /internal/models, used instead of the users service"},
+    {"IAS_PDP_URL", IAS_CFG_STR, "", 0, 0,
+     "pdp for guardrail profiles (GET /internal/guardrails/{id}); empty: requests that carry "
+     "X-Ias-Guardrails get 503"},
+    {"IAS_PDP_TIMEOUT", IAS_CFG_MS, "2s", 10, 60000, "one guardrail profile fetch"},
     {"IAS_REGISTRY_TTL", IAS_CFG_MS, "30s", 1000, 86400000, "registry reload period at worst"},
     {"IAS_UPSTREAM_CONNECT_TIMEOUT", IAS_CFG_MS, "3s", 10, 600000, "backend TCP connect"},
     {"IAS_UPSTREAM_FIRST_TOKEN_TIMEOUT", IAS_CFG_MS, "60s", 10, 3600000,
@@ -65,6 +69,8 @@ static void load_cfg(const ias_config *cfg, router_cfg *c)
     c->internal_token = ias_config_str(cfg, "IAS_INTERNAL_TOKEN");
     c->registry_file = ias_config_str(cfg, "IAS_REGISTRY_FILE");
     c->registry_ttl_ms = ias_config_ms(cfg, "IAS_REGISTRY_TTL");
+    c->pdp_url = ias_config_str(cfg, "IAS_PDP_URL");
+    c->pdp_timeout_ms = ias_config_ms(cfg, "IAS_PDP_TIMEOUT");
     c->connect_ms = ias_config_ms(cfg, "IAS_UPSTREAM_CONNECT_TIMEOUT");
     c->first_token_ms = ias_config_ms(cfg, "IAS_UPSTREAM_FIRST_TOKEN_TIMEOUT");
     c->idle_ms = ias_config_ms(cfg, "IAS_UPSTREAM_IDLE_TIMEOUT");
@@ -92,11 +98,13 @@ static int worker_init(ias_worker *w, void *arg)
         rw->rng = ias_now_us() ^ (uint64_t)(uintptr_t)rw;
     rw->http = ias_http_client_new(ias_worker_base(w), &ho);
     rw->redis = ias_redis_async_new(ias_worker_base(w), ctx->cfg.redis_url);
+    rw->grc = router_gr_cache_new();
     if (rw->http == NULL || rw->redis == NULL) {
         if (rw->http)
             ias_http_client_free(rw->http);
         if (rw->redis)
             ias_redis_async_free(rw->redis);
+        router_gr_cache_free(rw->grc);
         free(rw);
         return IAS_ERR;
     }
@@ -113,6 +121,7 @@ static void worker_fini(ias_worker *w, void *arg)
     ias_http_client_free(rw->http);
     ias_redis_async_free(rw->redis);
     (void)event_base_loop(ias_worker_base(w), EVLOOP_NONBLOCK); /* deferred frees */
+    router_gr_cache_free(rw->grc);
     free(rw);
     ias_worker_set_data(w, NULL);
 }
@@ -155,6 +164,13 @@ static void metrics_init(router_ctx *ctx)
         ias_metrics_counter("router_registry_errors_total", "Registry loads that failed", NULL);
     ctx->m_registry_models =
         ias_metrics_gauge("router_registry_models", "Models in the current registry", NULL);
+    ctx->m_gr_blocked = ias_metrics_counter("router_guardrail_violations_total",
+                                            "Guardrail rule matches", "action=\"deny\"");
+    ctx->m_gr_redacted = ias_metrics_counter("router_guardrail_violations_total",
+                                             "Guardrail rule matches", "action=\"redact\"");
+    ctx->m_gr_fetch_errors =
+        ias_metrics_counter("router_guardrail_fetch_errors_total",
+                            "Guardrail profiles that could not be fetched or compiled", NULL);
 }
 
 int main(void)

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,10 @@ typedef struct rcall {
     ias_sse_parser *sse;
     bool ev_drop; /* set by the SSE callback for the current event */
     bool ev_bad;
+    router_guard *guard;     /* guardrail obligations, NULL: none */
+    router_gr_verdict ev_gr; /* the guard's verdict on the current event */
+    const char *ev_gr_out;   /* what to send instead (ROUTER_GR_REWRITE / STOP) */
+    size_t ev_gr_outlen;
 
     /* client side and accounting */
     bool client_started, finished;
@@ -122,6 +127,19 @@ static void copy_header(ias_req *r, const char *name, char *dst, size_t len)
         dst[0] = '\0';
 }
 
+/* The audit event schema's request_id pattern. */
+static bool router_request_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+
+    if (n == 0 || n > 128)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == ':' || *p == '-'))
+            return false;
+    return true;
+}
+
 static router_worker *worker_of(ias_req *r)
 {
     return ias_worker_data(ias_req_worker(r));
@@ -136,6 +154,7 @@ static void rcall_free(rcall *c)
     if (c->timer)
         event_free(c->timer);
     ias_sse_parser_free(c->sse);
+    router_guard_free(c->guard);
     free(c->body_buf.data);
     free(c->pending.data);
     router_registry_release(c->snap);
@@ -208,8 +227,16 @@ static void finish(rcall *c)
     if (c->aborted)
         ias_counter_inc(c->ctx->m_aborted);
     ias_counter_inc(c->status < 400 ? c->ctx->m_requests_ok : c->ctx->m_requests_err);
-    if (c->org[0] != '\0')
+    if (c->org[0] != '\0') {
+        router_guard_who who = {.org_id = c->org,
+                                .user_id = c->user,
+                                .key_id = c->key,
+                                .request_id = c->request_id,
+                                .model = c->model_name,
+                                .request_id_ok = router_request_id_ok(c->request_id)};
         publish_usage(c, prompt, completion);
+        router_guard_publish(c->guard, c->ctx, &who);
+    }
     if (c->resv[0] != '\0' && c->w->redis != NULL &&
         ias_budget_settle(c->w->redis, c->resv, prompt + completion, on_settled, c) == IAS_OK)
         return; /* freed in on_settled */
@@ -319,6 +346,9 @@ static int on_sse_event(const ias_sse_event *ev, void *arg)
         c->ev_bad = true;
     if (usage_only && !c->include_usage)
         c->ev_drop = true;
+    if (c->guard != NULL)
+        c->ev_gr = router_guard_event(c->guard, c->kind == IAS_OPENAI_CHAT, ev->data, ev->data_len,
+                                      &c->ev_gr_out, &c->ev_gr_outlen);
     return IAS_OK;
 }
 
@@ -341,6 +371,7 @@ static void on_client_close(ias_req *r, void *arg)
     c->aborted = true;
     if (!c->client_started)
         c->status = 499; /* nginx's "client closed request" */
+    router_guard_cancel(c->guard);
     ias_info(&c->log, "request %s: client left, upstream cancelled", c->request_id);
     stop_upstream(c, false);
     finish(c);
@@ -357,6 +388,20 @@ static void start_client_stream(rcall *c)
         return; /* closed: on_close follows */
 }
 
+/* An output deny rule matched: the client got the released text, a
+ * content_filter chunk and [DONE]; stop generating and bill what was. */
+static void guard_stop(rcall *c)
+{
+    ias_info(&c->log, "request %s: stream stopped by an output guardrail", c->request_id);
+    stop_upstream(c, false);
+    if (c->r != NULL) {
+        ias_req_on_close(c->r, NULL, NULL);
+        (void)ias_reply_stream_end(c->r);
+        c->r = NULL;
+    }
+    finish(c);
+}
+
 static void stream_body(rcall *c, const char *data, size_t len)
 {
     size_t n;
@@ -365,16 +410,28 @@ static void stream_body(rcall *c, const char *data, size_t len)
         start_client_stream(c);
     buf_add(&c->pending, data, len);
     while ((n = router_sse_event_end(c->pending.data, c->pending.len)) > 0) {
+        const char *send = c->pending.data;
+        size_t sendlen = n;
+
         c->ev_drop = c->ev_bad = false;
+        c->ev_gr = ROUTER_GR_PASS;
         if (ias_sse_parser_feed(c->sse, c->pending.data, n) != IAS_OK) {
             stop_upstream(c, true);
             end_stream_with_error(c, "upstream event too large");
             return;
         }
-        if (!c->ev_drop && c->r != NULL &&
-            ias_reply_stream_chunk(c->r, c->pending.data, n) != IAS_OK)
+        if (c->ev_gr != ROUTER_GR_PASS) {
+            send = c->ev_gr_out;
+            sendlen = c->ev_gr_outlen;
+        }
+        if (!c->ev_drop && c->r != NULL && sendlen > 0 &&
+            ias_reply_stream_chunk(c->r, send, sendlen) != IAS_OK)
             return; /* client gone: on_close follows */
         buf_consume(&c->pending, n);
+        if (c->ev_gr == ROUTER_GR_STOP) {
+            guard_stop(c);
+            return; /* c may be gone */
+        }
     }
     if (c->pending.len > MAX_EVENT_BYTES) {
         stop_upstream(c, true);
@@ -476,10 +533,20 @@ static void on_up_done(ias_http_call *call, ias_http_result result, void *arg)
                                            c->body_buf.len) != IAS_OK)
         ias_warn(&c->log, "request %s: upstream body is not JSON", c->request_id);
     if (c->r != NULL) {
+        char *filtered = NULL;
+
+        if (status == 200 && c->body_buf.data != NULL &&
+            router_guard_body(c->guard, c->kind == IAS_OPENAI_CHAT, c->body_buf.data,
+                              c->body_buf.len, &filtered) != IAS_OK)
+            filtered = NULL;
         c->ttft_ms = (long long)(ias_now_ms() - c->t0_ms);
         ias_req_on_close(c->r, NULL, NULL);
-        (void)ias_reply(c->r, status, "application/json", c->body_buf.data ? c->body_buf.data : "",
-                        c->body_buf.len);
+        if (filtered != NULL)
+            (void)ias_reply(c->r, status, "application/json", filtered, strlen(filtered));
+        else
+            (void)ias_reply(c->r, status, "application/json",
+                            c->body_buf.data ? c->body_buf.data : "", c->body_buf.len);
+        free(filtered);
         c->r = NULL;
     }
     finish(c);
@@ -639,9 +706,46 @@ static bool uuid_or_empty(const char *s)
     return s[0] == '\0' || ias_uuid_valid(s);
 }
 
+/* Every guardrail profile is compiled (or could not be): enforce the prompt
+ * side, then go upstream. */
+static void guard_ready(rcall *c, int status, const char *why)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(c->body, "n");
+    char msg[512];
+
+    if (c->r == NULL) {
+        finish(c);
+        return;
+    }
+    if (status != IAS_OK) {
+        ias_warn(&c->log, "request %s: guardrails not enforceable: %s", c->request_id, why);
+        fail_reply(c, 503, "guardrails_unavailable",
+                   "The guardrails this request is subject to cannot be enforced right now.");
+        return;
+    }
+    if (router_guard_has_output(c->guard) && cJSON_IsNumber(n) && n->valuedouble > 1) {
+        fail_reply(c, 400, "invalid_request_error",
+                   "n > 1 is not supported under output guardrails.");
+        return;
+    }
+    if (router_guard_prompt(c->guard, c->body, c->kind == IAS_OPENAI_CHAT, msg, sizeof(msg)) !=
+        IAS_OK) {
+        fail_reply(c, 400, "content_policy_violation", "%s", msg);
+        return;
+    }
+    attempt(c);
+}
+
+static void on_guard_ready(router_guard *g, int status, const char *why, void *arg)
+{
+    guard_ready(arg, status, why);
+}
+
 static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
 {
     const char *tok = ias_req_header(r, "X-Ias-Internal-Token");
+    char why[256];
+    int rc;
     const cJSON *model_item;
     ias_openai_request oreq;
     ias_openai_error oerr;
@@ -727,8 +831,19 @@ static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
         return;
     }
     collect_forward_headers(c);
+    if (router_guard_new(ias_req_header(r, "X-Ias-Guardrails"), &c->guard, why, sizeof(why)) !=
+        IAS_OK) {
+        fail_reply(c, 400, "invalid_guardrails", "%s", why);
+        return;
+    }
     ias_req_on_close(r, on_client_close, c);
-    attempt(c);
+    if (c->guard == NULL) {
+        attempt(c);
+        return;
+    }
+    rc = router_guard_resolve(c->guard, ctx, c->w, &c->log, on_guard_ready, c, why, sizeof(why));
+    if (rc != IAS_AGAIN)
+        guard_ready(c, rc, why);
 }
 
 void router_handle_chat(ias_req *r, void *ctx)

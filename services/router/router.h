@@ -19,6 +19,9 @@
 
 typedef struct ias_http_client ias_http_client;
 typedef struct ias_redis_async ias_redis_async;
+typedef struct ias_log_ctx ias_log_ctx;
+typedef struct cJSON cJSON;
+typedef struct router_gr_cache router_gr_cache;
 
 /* ---- backend state: shared by every snapshot and worker ---- */
 
@@ -65,6 +68,8 @@ typedef struct router_cfg {
     const char *spool_dir;
     const char *internal_token; /* "" none */
     const char *registry_file;  /* "" none: the users service */
+    const char *pdp_url;        /* "" none: requests with guardrails get 503 */
+    long long pdp_timeout_ms;
     long long registry_ttl_ms;
     long long connect_ms, first_token_ms, idle_ms, total_ms;
     long long health_interval_ms, health_timeout_ms;
@@ -96,12 +101,14 @@ typedef struct router_ctx {
     ias_counter *m_requests_ok, *m_requests_err, *m_retries, *m_aborted;
     ias_counter *m_usage_events, *m_usage_lost, *m_reloads, *m_reload_errors;
     ias_gauge *m_registry_models;
+    ias_counter *m_gr_blocked, *m_gr_redacted, *m_gr_fetch_errors;
 } router_ctx;
 
 /* Per worker thread. */
 typedef struct router_worker {
     ias_http_client *http;
     ias_redis_async *redis;
+    router_gr_cache *grc; /* compiled guardrail profiles by version id */
     uint64_t rng;
 } router_worker;
 
@@ -127,6 +134,42 @@ int router_balance_pick(router_ctx *ctx, const router_model *m, uint64_t tried, 
 bool router_balance_any_available(const router_model *m, uint64_t now_ms);
 void router_balance_success(router_backend_state *st);
 void router_balance_failure(router_ctx *ctx, router_backend_state *st);
+
+/* ---- guardrail.c: obligations from X-Ias-Guardrails ---- */
+enum { ROUTER_GR_MAX_IDS = 8 };
+typedef struct router_guard router_guard;
+typedef enum {
+    ROUTER_GR_PASS = 0, /* forward the event's raw bytes */
+    ROUTER_GR_REWRITE,  /* send *out instead */
+    ROUTER_GR_STOP,     /* send *out (released text, content_filter chunk, [DONE]), end */
+} router_gr_verdict;
+typedef void (*router_guard_ready_cb)(router_guard *g, int status, const char *why, void *arg);
+typedef struct router_guard_who {
+    const char *org_id, *user_id, *key_id, *request_id, *model;
+    bool request_id_ok; /* fits the event schema's request_id pattern */
+} router_guard_who;
+
+router_gr_cache *router_gr_cache_new(void);
+void router_gr_cache_free(router_gr_cache *c);
+/* NULL/blank header: *out = NULL. IAS_ERR + why when malformed. */
+int router_guard_new(const char *header, router_guard **out, char *why,
+                     size_t whylen) IAS_MUSTCHECK;
+/* IAS_OK: every profile was cached; IAS_AGAIN: cb follows (once, unless freed
+ * first); IAS_ERR: why. */
+int router_guard_resolve(router_guard *g, router_ctx *ctx, router_worker *w, const ias_log_ctx *log,
+                         router_guard_ready_cb cb, void *arg, char *why, size_t whylen);
+/* Prompt side, in place on the request tree. IAS_ERR: refused (msg). */
+int router_guard_prompt(router_guard *g, cJSON *body, bool chat, char *msg, size_t msglen);
+bool router_guard_has_output(const router_guard *g);
+/* One upstream SSE event's data; *out valid until the next call. */
+router_gr_verdict router_guard_event(router_guard *g, bool chat, const char *data, size_t len,
+                                     const char **out, size_t *outlen);
+/* Non-streaming body; *out (malloc'd) the rewritten body, NULL when unchanged. */
+int router_guard_body(router_guard *g, bool chat, const char *body, size_t len, char **out);
+/* One audit.router.guardrail_violation event per violation recorded so far. */
+void router_guard_publish(router_guard *g, router_ctx *ctx, const router_guard_who *who);
+void router_guard_cancel(router_guard *g); /* a pending fetch: cb will not come */
+void router_guard_free(router_guard *g);   /* cancels a pending fetch */
 
 /* ---- proxy.c ---- */
 void router_handle_chat(ias_req *r, void *ctx);
