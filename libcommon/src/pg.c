@@ -647,3 +647,19 @@ char *ias_pg_dsn_with_dbname(const char *dsn, const char *dbname)
     PQconninfoFree(opts);
     return buf;
 }
+
+int ias_pg_ready_cached(ias_pg *pg, ias_pg_ready_cache *cache, uint64_t ttl_ms, char *why,
+                        size_t whylen)
+{
+    uint64_t now = ias_now_ms();
+
+    if (cache->checked_ms == 0 || now - cache->checked_ms > ttl_ms) {
+        cache->ok = ias_pg_ping(pg) == IAS_OK;
+        cache->checked_ms = now;
+    }
+    if (!cache->ok) {
+        snprintf(why, whylen, "postgresql unreachable");
+        return IAS_ERR;
+    }
+    return IAS_OK;
+}

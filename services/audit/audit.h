@@ -58,8 +58,7 @@ typedef struct audit_ctx {
 
 typedef struct audit_worker {
     ias_pg *pg;
-    uint64_t ready_checked_ms;
-    bool ready_ok;
+    ias_pg_ready_cache ready; /* /ready answer, cached for a second */
 } audit_worker;
 
 ias_pg *audit_pg(ias_req *r);

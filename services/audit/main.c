@@ -76,18 +76,9 @@ static void worker_fini(ias_worker *wk, void *arg)
 static int ready(void *arg, ias_worker *wk, char *why, size_t whylen)
 {
     audit_worker *w = ias_worker_data(wk);
-    uint64_t now = ias_now_ms();
 
     IAS_UNUSED(arg);
-    if (w->ready_checked_ms == 0 || now - w->ready_checked_ms > 1000) {
-        w->ready_ok = ias_pg_ping(w->pg) == IAS_OK;
-        w->ready_checked_ms = now;
-    }
-    if (!w->ready_ok) {
-        snprintf(why, whylen, "postgresql unreachable");
-        return IAS_ERR;
-    }
-    return IAS_OK;
+    return ias_pg_ready_cached(w->pg, &w->ready, 1000, why, whylen);
 }
 
 static int load_ctx(const ias_config *cfg, audit_ctx *ctx)

@@ -60,8 +60,7 @@ typedef struct users_worker {
     users_role_perms *roles;
     size_t nroles;
     uint64_t roles_loaded_ms;
-    uint64_t ready_checked_ms;
-    bool ready_ok;
+    ias_pg_ready_cache ready; /* /ready answer, cached for a second */
     /* The last failed statement's error, kept across the rollback that follows. */
     ias_pg_errkind err_kind;
     char err_state[8];

@@ -64,6 +64,15 @@ int ias_pg_ensure(ias_pg *pg) IAS_MUSTCHECK;
 /* Connects if needed and runs "SELECT 1" (for /ready). */
 int ias_pg_ping(ias_pg *pg) IAS_MUSTCHECK;
 
+/* /ready answers: pings at most once per ttl_ms and remembers the result, so a
+ * probe storm costs no queries. IAS_OK, or IAS_ERR with why filled. */
+typedef struct ias_pg_ready_cache {
+    uint64_t checked_ms;
+    bool ok;
+} ias_pg_ready_cache;
+int ias_pg_ready_cached(ias_pg *pg, ias_pg_ready_cache *cache, uint64_t ttl_ms, char *why,
+                        size_t whylen);
+
 /* Runs sql with nparams text parameters (values[i] NULL means SQL NULL). On
  * IAS_OK and out != NULL, *out holds the result (free with ias_pg_clear);
  * otherwise *out is NULL. On IAS_ERR see ias_pg_last_error. */
