@@ -187,7 +187,7 @@ A first request and a first streamed completion:
   curl -s $OPENAI_BASE_URL/models -H "Authorization: Bearer $IAS_API_KEY"
   curl -N $OPENAI_BASE_URL/chat/completions -H "Authorization: Bearer $IAS_API_KEY" \
     -H 'Content-Type: application/json' \
-    -d '{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
+    -d '{"model":"mock-gpt","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"Hello"}]}'
 EOT
     ;;
 stop)
