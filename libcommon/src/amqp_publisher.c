@@ -1,9 +1,13 @@
 /* The spooling publisher: the only way hot-path threads talk to RabbitMQ.
  *
  * Producers copy events into a bounded in-memory queue (mutex + condvar) and
- * return at once; when the queue is full the event goes straight to the spool
- * (write + fsync). One thread owns the librabbitmq connection: it publishes in
- * batches with publisher confirms, writes whatever was not confirmed to the
+ * return at once; when the queue is full the event goes to a second bounded
+ * overflow list that the publisher thread spools in bulk, and only past that
+ * the producer appends to the spool itself with write() and no fsync (the
+ * thread fdatasyncs soon after). One thread owns the librabbitmq connection: it
+ * publishes bursts with publisher confirms, keeping up to inflight_max events
+ * unconfirmed (confirms are matched by delivery tag, "multiple" included, so
+ * several bursts are pipelined), writes whatever was not confirmed to the
  * spool, reconnects with capped jittered backoff, and replays the spool (oldest
  * segment first, deleting a segment only once all its records were confirmed or
  * copied to a newer segment). See docs/architecture/events.md. */
@@ -29,11 +33,16 @@
 /* Records and bytes per spool append while spilling the memory queue. */
 #define SPILL_CHUNK 1024
 #define SPILL_CHUNK_BYTES (8 * 1024 * 1024)
+/* Longest wait for confirms while events may be arriving in the queue: the
+ * thread cannot sleep on the socket and the condvar at once. */
+#define PUMP_WAIT_MS 2
 
 typedef struct pev {
     struct pev *next;
-    size_t size;       /* bytes accounted against queue_max_bytes */
-    ias_spool_rec rec; /* strings and body point into data */
+    size_t size;         /* bytes accounted against queue_max_bytes */
+    uint64_t sent_ms;    /* when published (pipelined path) */
+    unsigned char state; /* PENDING, ACKED, NACKED (pipelined path) */
+    ias_spool_rec rec;   /* strings and body point into data */
     char data[];
 } pev;
 
@@ -43,7 +52,7 @@ struct ias_publisher {
     /* immutable after new() */
     char *url;
     char *name;
-    size_t cap, max_bytes, batch_max;
+    size_t cap, max_bytes, batch_max, inflight_max, ocap;
     int confirm_timeout_ms, drain_timeout_ms, heartbeat_s;
     int backoff_min_ms, backoff_max_ms;
     bool no_topology;
@@ -55,9 +64,12 @@ struct ias_publisher {
     pthread_cond_t cv; /* producer -> thread: work or stop */
     pev *head, *tail;  /* in-memory queue */
     size_t qlen, qbytes;
+    pev *ohead, *otail; /* overflow: the queue was full; spooled by the thread */
+    size_t olen, obytes;
     size_t inflight;
-    bool stopping; /* ias_publisher_free called */
-    bool closed;   /* the thread is gone: publish goes to the spool */
+    atomic_bool unsynced; /* a producer appended to the spool without fsync */
+    bool stopping;        /* ias_publisher_free called */
+    bool closed;          /* the thread is gone: publish goes to the spool */
 
     /* statistics (relaxed atomics, read by stats_get) */
     _Atomic uint64_t n_published, n_confirmed, n_spooled, n_replayed, n_nacked, n_connects;
@@ -70,6 +82,11 @@ struct ias_publisher {
     /* thread-only */
     ias_amqp_conn *conn;
     uint64_t next_tag; /* delivery tag of the next publish on this channel */
+    /* The pipelined window: ring[(ring_head + i) % inflight_max] carries
+     * delivery tag ring_first_tag + i. */
+    pev **ring;
+    size_t ring_head, ring_n;
+    uint64_t ring_first_tag;
     uint64_t rng;
     bool blocked_logged;
 };
@@ -106,7 +123,7 @@ static void deadline_ts(struct timespec *ts, int ms)
 
 static void set_depth_locked(ias_publisher *p)
 {
-    ias_gauge_set(p->m_depth, (int64_t)p->qlen);
+    ias_gauge_set(p->m_depth, (int64_t)(p->qlen + p->olen));
 }
 
 static pev *pev_new(const char *rk, const char *mid, const char *type, const void *body, size_t len)
@@ -241,6 +258,24 @@ static int spill_chain(ias_publisher *p, pev *chain)
         chain = rest;
     }
     return IAS_OK;
+}
+
+/* Spools the overflow list in bulk (one write + fdatasync per chunk) and makes
+ * producers' unsynced spool appends durable. Runs on the publisher thread only. */
+static void service_overflow(ias_publisher *p)
+{
+    pev *chain;
+
+    pthread_mutex_lock(&p->mu);
+    chain = p->ohead;
+    p->ohead = p->otail = NULL;
+    p->olen = p->obytes = 0;
+    set_depth_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    if (chain && spill_chain(p, chain) != IAS_OK)
+        ias_error(NULL, "publisher %s: cannot spool overflow events; kept in memory", p->name);
+    if (atomic_exchange(&p->unsynced, false) && ias_spool_sync(p->spool) != IAS_OK)
+        atomic_store(&p->unsynced, true);
 }
 
 /* ---- connection ---------------------------------------------------------- */
@@ -461,6 +496,206 @@ static bool send_memory_batch(ias_publisher *p)
     return true;
 }
 
+/* ---- the pipelined memory path ------------------------------------------ */
+
+static pev *ring_at(ias_publisher *p, size_t i)
+{
+    return p->ring[(p->ring_head + i) % p->inflight_max];
+}
+
+static void ring_set_inflight(ias_publisher *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->inflight = p->ring_n;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Frees confirmed events at the front of the window and spools refused ones. */
+static void ring_advance(ias_publisher *p)
+{
+    pev *nack = NULL, **ntail = &nack;
+    size_t acked = 0, nacked = 0;
+
+    while (p->ring_n > 0) {
+        pev *e = ring_at(p, 0);
+        if (e->state == PENDING)
+            break;
+        p->ring[p->ring_head] = NULL;
+        p->ring_head = (p->ring_head + 1) % p->inflight_max;
+        p->ring_n--;
+        p->ring_first_tag++;
+        if (e->state == ACKED) {
+            free(e);
+            acked++;
+        } else {
+            e->next = NULL;
+            *ntail = e;
+            ntail = &e->next;
+            nacked++;
+        }
+    }
+    count_confirmed(p, acked, false);
+    if (nack) {
+        atomic_fetch_add_explicit(&p->n_nacked, nacked, memory_order_relaxed);
+        ias_counter_add(p->m_nacked, nacked);
+        ias_warn(NULL, "publisher %s: broker nacked %zu event(s); spooling them", p->name, nacked);
+        if (spill_chain(p, nack) != IAS_OK)
+            ias_error(NULL, "publisher %s: cannot spool nacked events; kept in memory", p->name);
+    }
+}
+
+static void ring_mark(ias_publisher *p, uint64_t tag, bool multiple, unsigned char v)
+{
+    uint64_t first = p->ring_first_tag, end = first + p->ring_n; /* end exclusive */
+
+    if (tag < first)
+        return;
+    if (!multiple) {
+        if (tag < end && ring_at(p, (size_t)(tag - first))->state == PENDING)
+            ring_at(p, (size_t)(tag - first))->state = v;
+        return;
+    }
+    if (tag + 1 < end)
+        end = tag + 1;
+    for (uint64_t t = first; t < end; t++) {
+        pev *e = ring_at(p, (size_t)(t - first));
+        if (e->state == PENDING)
+            e->state = v;
+    }
+}
+
+/* Connection lost or a confirm overdue: everything not confirmed is spooled (it
+ * may have reached the broker: at-least-once) and the connection is dropped, so
+ * a late confirm can never be mistaken for a newer delivery tag. */
+static void ring_fail(ias_publisher *p)
+{
+    pev *keep = NULL, **ktail = &keep;
+    size_t acked = 0;
+
+    drop_conn(p);
+    while (p->ring_n > 0) {
+        pev *e = ring_at(p, 0);
+        p->ring[p->ring_head] = NULL;
+        p->ring_head = (p->ring_head + 1) % p->inflight_max;
+        p->ring_n--;
+        if (e->state == ACKED) {
+            free(e);
+            acked++;
+        } else {
+            e->next = NULL;
+            *ktail = e;
+            ktail = &e->next;
+        }
+    }
+    p->ring_head = 0;
+    count_confirmed(p, acked, false);
+    if (keep && spill_chain(p, keep) != IAS_OK)
+        ias_error(NULL, "publisher %s: cannot spool unconfirmed events; kept in memory", p->name);
+    ring_set_inflight(p);
+}
+
+/* Reads confirms for at most wait_ms, then whatever else is already there. */
+static void ring_collect(ias_publisher *p, int wait_ms)
+{
+    amqp_connection_state_t st = ias_amqp_conn_state(p->conn);
+    struct timeval tv = {wait_ms / 1000, (suseconds_t)(wait_ms % 1000) * 1000};
+
+    while (p->ring_n > 0 && ias_amqp_conn_ok(p->conn)) {
+        amqp_frame_t f;
+        int rc = amqp_simple_wait_frame_noblock(st, &f, &tv);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            break;
+        if (ias_amqp_conn_check_status(p->conn, rc, "waiting for confirms") != IAS_OK)
+            break;
+        tv.tv_sec = 0;
+        tv.tv_usec = 0;
+        if (f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
+            f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            const amqp_basic_ack_t *a = f.payload.method.decoded;
+            ring_mark(p, a->delivery_tag, a->multiple, ACKED);
+        } else if (f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
+                   f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+            const amqp_basic_nack_t *a = f.payload.method.decoded;
+            ring_mark(p, a->delivery_tag, a->multiple, NACKED);
+        } else if (!other_frame(p, &f)) {
+            break;
+        }
+    }
+    ring_advance(p);
+    if (!ias_amqp_conn_ok(p->conn)) {
+        ring_fail(p);
+        return;
+    }
+    if (p->ring_n > 0 && ias_now_ms() - ring_at(p, 0)->sent_ms >= (uint64_t)p->confirm_timeout_ms) {
+        ias_warn(NULL, "publisher %s: no confirm for %zu event(s) within %d ms", p->name, p->ring_n,
+                 p->confirm_timeout_ms);
+        ring_fail(p);
+        return;
+    }
+    if (p->ring_n == 0)
+        amqp_maybe_release_buffers(st);
+    ring_set_inflight(p);
+}
+
+/* One step of the memory path: publishes a burst if the window has room, then
+ * collects confirms. False when nothing was queued or in flight. */
+static bool pump(ias_publisher *p, bool send)
+{
+    size_t room = p->inflight_max - p->ring_n, n = 0;
+    pev *chain = NULL;
+    bool more = false;
+    uint64_t now = ias_now_ms();
+
+    if (send && room > 0) {
+        pthread_mutex_lock(&p->mu);
+        chain = pop_locked(p, room < p->batch_max ? room : p->batch_max, &n);
+        p->inflight = p->ring_n + n;
+        more = p->qlen > 0;
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (p->ring_n == 0 && n == 0)
+        return false;
+    if (p->ring_n == 0) {
+        p->ring_head = 0;
+        p->ring_first_tag = p->next_tag;
+    }
+    for (pev *e = chain; e;) {
+        pev *next = e->next;
+        ias_amqp_props pr = {.message_id = e->rec.message_id,
+                             .type = e->rec.type,
+                             .timestamp_ms = e->rec.timestamp_ms};
+        e->next = NULL;
+        e->state = PENDING;
+        e->sent_ms = now;
+        p->ring[(p->ring_head + p->ring_n) % p->inflight_max] = e;
+        p->ring_n++;
+        p->next_tag++;
+        /* After a failure the rest only joins the window, to be spooled. */
+        if (ias_amqp_conn_ok(p->conn) &&
+            ias_amqp_publish_raw(p->conn, 1, IAS_AMQP_EXCHANGE, e->rec.routing_key, &pr,
+                                 e->rec.body, e->rec.body_len) != IAS_OK)
+            ias_warn(NULL, "publisher %s: publish failed: %s", p->name,
+                     ias_amqp_conn_error(p->conn));
+        e = next;
+    }
+    if (!ias_amqp_conn_ok(p->conn)) {
+        ring_fail(p);
+        return true;
+    }
+    /* More to send and room for it: only pick up the confirms already there. */
+    ring_collect(p, more && p->ring_n < p->inflight_max ? 0 : PUMP_WAIT_MS);
+    return true;
+}
+
+/* Waits for every confirm of the window (before a replay or at shutdown). */
+static void ring_flush(ias_publisher *p)
+{
+    while (p->ring_n > 0 && p->conn)
+        (void)pump(p, false);
+    if (p->ring_n > 0)
+        ring_fail(p);
+}
+
 /* ---- replay -------------------------------------------------------------- */
 
 /* Replays one sealed segment. The segment is deleted once each of its records
@@ -494,6 +729,7 @@ static int replay_segment(ias_publisher *p, uint64_t id)
             count_confirmed(p, n, true);
             total += n;
             /* Keep the hot path's queue moving during a long replay. */
+            service_overflow(p);
             if (p->conn)
                 (void)send_memory_batch(p);
             if (!p->conn) {
@@ -620,7 +856,7 @@ static void wait_work(ias_publisher *p, uint64_t ms, bool wait_anyway)
     if (ms == 0)
         return;
     pthread_mutex_lock(&p->mu);
-    if (!p->stopping && (wait_anyway || p->qlen == 0)) {
+    if (!p->stopping && (wait_anyway || (p->qlen == 0 && p->olen == 0))) {
         deadline_ts(&ts, (int)(ms > 60000 ? 60000 : ms));
         (void)pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     }
@@ -633,6 +869,7 @@ static void shutdown_drain(ias_publisher *p)
     pev *chain;
     size_t n;
 
+    ring_flush(p);
     while (p->conn && ias_now_ms() < deadline) {
         uint64_t left = deadline - ias_now_ms();
         pthread_mutex_lock(&p->mu);
@@ -648,6 +885,7 @@ static void shutdown_drain(ias_publisher *p)
     p->closed = true; /* from now on publish() writes to the spool itself */
     chain = pop_locked(p, SIZE_MAX, &n);
     pthread_mutex_unlock(&p->mu);
+    service_overflow(p);
     if (chain && spill_chain(p, chain) != IAS_OK) {
         pthread_mutex_lock(&p->mu);
         chain = pop_locked(p, SIZE_MAX, &n);
@@ -675,6 +913,7 @@ static void *publisher_main(void *arg)
     for (;;) {
         if (stopping(p))
             break;
+        service_overflow(p);
         if (!p->conn) {
             uint64_t now = ias_now_ms();
             if (now >= next_try) {
@@ -692,6 +931,12 @@ static void *publisher_main(void *arg)
             }
         }
         if (ias_spool_segments(p->spool) > 0) {
+            if (p->ring_n > 0) {
+                ring_flush(p);
+                if (!p->conn)
+                    BACK_OFF();
+                continue;
+            }
             if (replay_all(p) != IAS_OK) {
                 if (!p->conn)
                     BACK_OFF();
@@ -700,7 +945,7 @@ static void *publisher_main(void *arg)
             }
             continue;
         }
-        if (send_memory_batch(p)) {
+        if (pump(p, true)) {
             if (!p->conn)
                 BACK_OFF();
             continue;
@@ -746,9 +991,14 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
     p->name = ias_xstrdup(o->name ? o->name : "default");
     p->cap = o->queue_capacity ? o->queue_capacity : 4096;
     p->max_bytes = o->queue_max_bytes ? o->queue_max_bytes : 64 * 1024 * 1024;
-    p->batch_max = o->batch_max ? o->batch_max : 64;
+    p->batch_max = o->batch_max ? o->batch_max : 256;
     if (p->batch_max > 4096)
         p->batch_max = 4096;
+    p->inflight_max = o->inflight_max ? o->inflight_max : 4 * p->batch_max;
+    if (p->inflight_max < p->batch_max)
+        p->inflight_max = p->batch_max;
+    p->ocap = o->overflow_capacity ? o->overflow_capacity : 4 * p->cap;
+    p->ring = ias_xcalloc(p->inflight_max, sizeof(*p->ring));
     p->confirm_timeout_ms = o->confirm_timeout_ms ? o->confirm_timeout_ms : 5000;
     p->drain_timeout_ms = o->drain_timeout_ms ? o->drain_timeout_ms : 3000;
     p->heartbeat_s = o->heartbeat_s;
@@ -760,6 +1010,7 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
     p->rng = ias_now_us() ^ ((uint64_t)(uintptr_t)p << 16) ^ 0x9E3779B97F4A7C15ull;
     if (ias_spool_open(o->spool_dir, o->spool_segment_bytes, o->spool_max_bytes, &p->spool) !=
         IAS_OK) {
+        free(p->ring);
         free(p->url);
         free(p->name);
         free(p);
@@ -796,6 +1047,7 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
         ias_spool_free(p->spool);
+        free(p->ring);
         free(p->url);
         free(p->name);
         free(p);
@@ -836,9 +1088,33 @@ int ias_publisher_publish(ias_publisher *p, const char *routing_key, const char 
         ias_counter_inc(p->m_published);
         return IAS_OK;
     }
+    /* Queue full: the overflow list, spooled in bulk by the thread. The queue's
+     * byte cap applies to the overflow too. */
+    if (!p->closed && p->olen < p->ocap && p->obytes + e->size <= p->max_bytes) {
+        if (p->otail)
+            p->otail->next = e;
+        else
+            p->ohead = e;
+        p->otail = e;
+        p->olen++;
+        p->obytes += e->size;
+        set_depth_locked(p);
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        atomic_fetch_add_explicit(&p->n_published, 1, memory_order_relaxed);
+        ias_counter_inc(p->m_published);
+        return IAS_OK;
+    }
     pthread_mutex_unlock(&p->mu);
-    /* Queue full (or the thread is gone): the caller pays for one fsync. */
-    rc = spill(p, &e->rec, 1);
+    /* Both full (or the thread is gone): write() only, never an fsync on the
+     * caller's thread; the publisher thread (or ias_publisher_free) syncs it. */
+    rc = ias_spool_append_nosync(p->spool, &e->rec, 1);
+    if (rc == IAS_OK) {
+        atomic_store(&p->unsynced, true);
+        pthread_cond_signal(&p->cv); /* the thread syncs it on its next pass */
+        atomic_fetch_add_explicit(&p->n_spooled, 1, memory_order_relaxed);
+        ias_counter_inc(p->m_spooled);
+    }
     free(e);
     if (rc != IAS_OK) {
         ias_error(NULL, "publisher %s: queue full and spool write failed: event %s dropped",
@@ -861,7 +1137,7 @@ void ias_publisher_stats_get(ias_publisher *p, ias_publisher_stats *out)
     out->connects = atomic_load_explicit(&p->n_connects, memory_order_relaxed);
     out->connected = atomic_load(&p->connected);
     pthread_mutex_lock(&p->mu);
-    out->queue_depth = p->qlen;
+    out->queue_depth = p->qlen + p->olen;
     out->inflight = p->inflight;
     pthread_mutex_unlock(&p->mu);
     out->spool_segments = ias_spool_segments(p->spool);
@@ -892,6 +1168,8 @@ void ias_publisher_free(ias_publisher *p)
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->thread, NULL);
+    pev_free_chain(p->ohead); /* only if the last overflow spool write failed */
+    free(p->ring);
     ias_gauge_set(p->m_depth, 0);
     ias_gauge_set(p->m_connected, 0);
     pthread_cond_destroy(&p->cv);

@@ -39,6 +39,7 @@ struct ias_spool {
     size_t segment_bytes;
     uint64_t max_bytes;
     int fd;          /* segment being appended to, -1 when sealed */
+    bool dirty;      /* fd has writes not yet fdatasync'd */
     uint64_t cur_id; /* its id (valid when fd >= 0) */
     uint64_t next_id;
     seg *segs; /* every segment on disk, ascending id */
@@ -254,6 +255,10 @@ fail:
 static void seal_locked(ias_spool *s)
 {
     if (s->fd >= 0) {
+        /* Unsynced appends become durable before the segment is sealed. */
+        if (s->dirty && fdatasync(s->fd) != 0)
+            ias_error(NULL, "spool: fdatasync on %s failed: %s", s->dir, strerror(errno));
+        s->dirty = false;
         close(s->fd);
         s->fd = -1;
     }
@@ -346,7 +351,7 @@ static size_t rec_encode(const ias_spool_rec *r, unsigned char *out)
     return REC_HDR + plen;
 }
 
-int ias_spool_append(ias_spool *s, const ias_spool_rec *recs, size_t n)
+static int spool_append(ias_spool *s, const ias_spool_rec *recs, size_t n, bool sync)
 {
     unsigned char *buf;
     size_t len = 0, off = 0;
@@ -380,7 +385,7 @@ int ias_spool_append(ias_spool *s, const ias_spool_rec *recs, size_t n)
     if (s->fd < 0 && open_segment_locked(s) != IAS_OK)
         goto out;
     cur = find_seg(s, s->cur_id);
-    if (write_all(s->fd, buf, len) != IAS_OK || fdatasync(s->fd) != 0) {
+    if (write_all(s->fd, buf, len) != IAS_OK || ((sync || s->dirty) && fdatasync(s->fd) != 0)) {
         ias_error(NULL, "spool: write to %s failed: %s", s->dir, strerror(errno));
         /* Cut a partial write off so it cannot look like data; if that fails
          * the reader still skips it by CRC. Either way start a new segment. */
@@ -391,10 +396,38 @@ int ias_spool_append(ias_spool *s, const ias_spool_rec *recs, size_t n)
     }
     cur->size += len;
     s->total += len;
+    s->dirty = !sync;
     rc = IAS_OK;
 out:
     pthread_mutex_unlock(&s->mu);
     free(buf);
+    return rc;
+}
+
+int ias_spool_append(ias_spool *s, const ias_spool_rec *recs, size_t n)
+{
+    return spool_append(s, recs, n, true);
+}
+
+int ias_spool_append_nosync(ias_spool *s, const ias_spool_rec *recs, size_t n)
+{
+    return spool_append(s, recs, n, false);
+}
+
+int ias_spool_sync(ias_spool *s)
+{
+    int rc = IAS_OK;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->fd >= 0 && s->dirty) {
+        if (fdatasync(s->fd) != 0) {
+            ias_error(NULL, "spool: fdatasync on %s failed: %s", s->dir, strerror(errno));
+            rc = IAS_ERR;
+        } else {
+            s->dirty = false;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 

@@ -55,6 +55,60 @@ void ias_uuid_v4(char out[IAS_UUID_STR_LEN + 1])
     uuid_format(b, out);
 }
 
+/* xoshiro256** (Blackman and Vigna), one state per thread. */
+static _Thread_local uint64_t fast_state[4];
+static _Thread_local bool fast_seeded;
+
+static uint64_t rotl64(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t fast_next(void)
+{
+    uint64_t *s = fast_state;
+    uint64_t result, t;
+
+    if (!fast_seeded) {
+        do
+            random_or_die(fast_state, sizeof(fast_state));
+        while ((s[0] | s[1] | s[2] | s[3]) == 0); /* the all-zero state is a fixed point */
+        fast_seeded = true;
+    }
+    result = rotl64(s[1] * 5, 7) * 9;
+    t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+void ias_fast_random(void *buf, size_t len)
+{
+    unsigned char *p = buf;
+
+    while (len > 0) {
+        uint64_t v = fast_next();
+        size_t n = len < sizeof(v) ? len : sizeof(v);
+        memcpy(p, &v, n);
+        p += n;
+        len -= n;
+    }
+}
+
+void ias_uuid_v4_fast(char out[IAS_UUID_STR_LEN + 1])
+{
+    uint8_t b[16];
+
+    ias_fast_random(b, sizeof(b));
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    uuid_format(b, out);
+}
+
 void ias_uuid_v7(char out[IAS_UUID_STR_LEN + 1])
 {
     uint8_t b[16];

@@ -10,6 +10,14 @@
 #include <signal.h>
 #include <stdatomic.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+#ifndef ASAN_POISON_MEMORY_REGION
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#endif
+
 struct event;
 struct evhttp;
 struct evhttp_bound_socket;
@@ -28,6 +36,7 @@ enum {
     IAS_METRIC_CACHE = 256, /* per-worker (slot, method, status) -> counter entries */
     IAS_REQ_ID_MAX = 64,
     IAS_TRACEPARENT_LEN = 55,
+    IAS_REQ_FREELIST_MAX = 64, /* released requests a worker keeps for reuse */
 };
 
 typedef enum {
@@ -98,6 +107,8 @@ struct ias_worker {
     struct event *drain_timer; /* polls in-flight count and deadline while draining */
     struct event *reap_ev;     /* frees released requests outside callbacks */
     ias_req *reap;
+    ias_req *free_reqs; /* released requests kept for reuse (linked by next_reap) */
+    int nfree_reqs;
     int inflight;
     void *data;
     ias_metric_entry cache[IAS_METRIC_CACHE];
@@ -143,6 +154,8 @@ void ias_hs_after_handler(ias_req *r);
 void ias_hs_conn_tune(ias_req *r);
 /* The reaper: frees every released request of the worker. */
 void ias_hs_reap(ias_worker *w);
+/* Frees the worker's pool of released requests (teardown). */
+void ias_hs_req_pool_free(ias_worker *w);
 bool ias_hs_valid_request_id(const char *s);
 int ias_hs_parse_traceparent(const char *in, char trace_id[33], char flags[3]);
 

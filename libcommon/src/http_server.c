@@ -433,7 +433,17 @@ static int worker_setup(ias_worker *w, struct sockaddr_storage *ss, socklen_t ss
     struct timeval tv;
     int fd;
 
-    if (!(w->base = event_base_new()) || !(w->http = evhttp_new(w->base))) {
+    struct event_config *ec = event_config_new();
+
+    /* EPOLL_USE_CHANGELIST: a request adds and removes read/write interest
+     * several times per loop iteration; the changelist turns that into at
+     * most one epoll_ctl per fd per iteration. Our fds are never dup()ed. */
+    if (ec && event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) != 0)
+        ias_warn(NULL, "worker %d: epoll changelist unavailable", w->index);
+    w->base = ec ? event_base_new_with_config(ec) : NULL;
+    if (ec)
+        event_config_free(ec);
+    if (!w->base || !(w->http = evhttp_new(w->base))) {
         ias_error(NULL, "worker %d: cannot create the event loop", w->index);
         return IAS_ERR;
     }
@@ -488,6 +498,7 @@ static void worker_teardown(ias_worker *w)
         w->bound = NULL;
     }
     ias_hs_reap(w);
+    ias_hs_req_pool_free(w);
     if (w->drain_ev)
         event_free(w->drain_ev);
     if (w->drain_timer)

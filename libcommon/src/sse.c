@@ -188,9 +188,11 @@ static int feed_bytes(ias_sse_parser *p, const char *data, size_t len)
             }
         }
         const char *s = data + i;
-        size_t n = len - i, k = 0;
-        while (k < n && s[k] != '\n' && s[k] != '\r')
-            k++;
+        size_t n = len - i, k;
+        /* memchr is vectorised; a CR before the LF (or without one) ends the line too */
+        const char *lf = memchr(s, '\n', n);
+        const char *cr = memchr(s, '\r', lf ? (size_t)(lf - s) : n);
+        k = cr ? (size_t)(cr - s) : lf ? (size_t)(lf - s) : n;
         if (over_limit(p, k))
             return fail_too_large(p);
         if (k == n) {

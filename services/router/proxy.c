@@ -49,7 +49,8 @@ typedef struct rcall {
     router_worker *w;
     ias_req *r; /* NULL once the client left or the reply completed */
     ias_openai_kind kind;
-    cJSON *body; /* the request's tree (valid while r is open) */
+    cJSON *body;     /* the request's tree (valid while r is open) */
+    bool body_dirty; /* the tree may differ from the raw bytes (prompt guardrails) */
     router_snapshot *snap;
     const router_model *model;
     bool on_fallback, stream, include_usage;
@@ -554,11 +555,138 @@ static void on_up_done(ias_http_call *call, ias_http_result result, void *arg)
 
 /* ---- attempts ---- */
 
-static char *upstream_body(rcall *c, const router_backend *b)
+/* ---- the upstream body: splice into the client's bytes when possible ---- */
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p at '"': returns just past the closing quote, NULL if unterminated. */
+static const char *skip_string(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return NULL;
+}
+
+static const char *skip_value(const char *p, const char *end)
+{
+    int depth = 0;
+
+    while (p < end) {
+        char ch = *p;
+        if (ch == '"') {
+            if ((p = skip_string(p, end)) == NULL)
+                return NULL;
+            if (depth == 0)
+                return p;
+            continue;
+        }
+        if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (depth == 0)
+                return p; /* end of a scalar at the object's end */
+            if (--depth == 0)
+                return p + 1;
+        } else if (depth == 0 &&
+                   (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')) {
+            return p;
+        }
+        p++;
+    }
+    return depth == 0 ? p : NULL;
+}
+
+static bool plain_name(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            return false;
+    return true;
+}
+
+/* The client's body with the top-level "model" value replaced and, for a
+ * stream, "stream_options":{"include_usage":true} appended: the same members
+ * in the same order as re-printing the cJSON tree gives, without printing
+ * (cJSON's number printing is most of that cost). NULL when the bytes are not
+ * a plain object this scan can vouch for (escaped keys, duplicate "model", an
+ * existing "stream_options", an unsafe name): the caller prints the tree. */
+static char *splice_body(const char *raw, size_t len, const char *name, bool stream, size_t *outlen)
+{
+    const char *end = raw + len, *p = skip_ws(raw, end), *vs = NULL, *ve = NULL, *close;
+    const char *opts = stream ? ",\"stream_options\":{\"include_usage\":true}" : "";
+    size_t nlen = strlen(name), olen = strlen(opts), n;
+    char *out;
+
+    if (!plain_name(name) || p >= end || *p != '{')
+        return NULL;
+    p = skip_ws(p + 1, end);
+    while (p < end && *p != '}') {
+        const char *ks = p, *ke, *v0, *v1;
+        if (*p != '"' || (ke = skip_string(p, end)) == NULL || memchr(ks, '\\', (size_t)(ke - ks)))
+            return NULL;
+        p = skip_ws(ke, end);
+        if (p >= end || *p != ':')
+            return NULL;
+        v0 = skip_ws(p + 1, end);
+        if ((v1 = skip_value(v0, end)) == NULL || v1 == v0)
+            return NULL;
+        if (ke - ks == 7 && memcmp(ks, "\"model\"", 7) == 0) {
+            if (vs != NULL)
+                return NULL;
+            vs = v0;
+            ve = v1;
+        } else if (ke - ks == 16 && memcmp(ks, "\"stream_options\"", 16) == 0) {
+            return NULL;
+        }
+        p = skip_ws(v1, end);
+        if (p < end && *p == ',')
+            p = skip_ws(p + 1, end);
+        else if (p < end && *p != '}')
+            return NULL;
+    }
+    if (p >= end || vs == NULL)
+        return NULL;
+    close = p;
+    n = (size_t)(vs - raw) + nlen + 2 + (size_t)(close - ve) + olen + (size_t)(end - close);
+    out = ias_xmalloc(n + 1);
+    *outlen = 0;
+    memcpy(out, raw, (size_t)(vs - raw));
+    *outlen += (size_t)(vs - raw);
+    out[(*outlen)++] = '"';
+    memcpy(out + *outlen, name, nlen);
+    *outlen += nlen;
+    out[(*outlen)++] = '"';
+    memcpy(out + *outlen, ve, (size_t)(close - ve));
+    *outlen += (size_t)(close - ve);
+    memcpy(out + *outlen, opts, olen);
+    *outlen += olen;
+    memcpy(out + *outlen, close, (size_t)(end - close));
+    *outlen += (size_t)(end - close);
+    out[*outlen] = '\0';
+    return out;
+}
+
+static char *upstream_body(rcall *c, const router_backend *b, size_t *outlen)
 {
     const char *name = b->upstream_model ? b->upstream_model : c->model->name;
     cJSON *opts;
     char *out;
+
+    if (!c->body_dirty && c->r != NULL) {
+        size_t rawlen = 0;
+        const char *raw = ias_req_body(c->r, &rawlen);
+        if (raw != NULL && (out = splice_body(raw, rawlen, name, c->stream, outlen)) != NULL)
+            return out;
+    }
 
     cJSON_ReplaceItemInObjectCaseSensitive(c->body, "model", cJSON_CreateString(name));
     if (c->stream) {
@@ -574,6 +702,7 @@ static char *upstream_body(rcall *c, const router_backend *b)
     out = cJSON_PrintUnformatted(c->body);
     if (out == NULL)
         ias_die("router: out of memory");
+    *outlen = strlen(out);
     return out;
 }
 
@@ -601,6 +730,7 @@ static void attempt(rcall *c)
     ias_http_header h[MAX_FWD_HEADERS + 4];
     size_t nh = 0;
     char *url, *body;
+    size_t body_len;
     int i;
 
     if (c->r == NULL) {
@@ -644,13 +774,13 @@ static void attempt(rcall *c)
         h[nh++] = c->fwd[k];
     url = ias_xasprintf("%s%s", b->url,
                         c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
-    body = upstream_body(c, b);
+    body = upstream_body(c, b, &body_len);
     ias_http_request req = {.method = "POST",
                             .url = url,
                             .headers = h,
                             .nheaders = nh,
                             .body = body,
-                            .body_len = strlen(body),
+                            .body_len = body_len,
                             .connect_ms = (int)ctx->cfg.connect_ms,
                             .first_byte_ms = -1, /* our timer: first token, then idle */
                             .idle_ms = -1,
@@ -728,6 +858,8 @@ static void guard_ready(rcall *c, int status, const char *why)
                    "n > 1 is not supported under output guardrails.");
         return;
     }
+    /* redaction rewrites the tree: from now on the upstream body is printed from it */
+    c->body_dirty = c->guard != NULL;
     if (router_guard_prompt(c->guard, c->body, c->kind == IAS_OPENAI_CHAT, msg, sizeof(msg)) !=
         IAS_OK) {
         fail_reply(c, 400, "content_policy_violation", "%s", msg);

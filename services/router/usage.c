@@ -7,9 +7,31 @@
 
 #include "ias/common.h"
 
+/* No CR anywhere (what every backend we know sends): line ends are LFs only,
+ * found with memchr; an event ends at the first empty line. */
+static size_t event_end_lf(const char *buf, size_t len)
+{
+    const char *p = buf, *end = buf + len;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            return 0;
+        if (nl == p)
+            return (size_t)(nl - buf) + 1; /* an empty line dispatches the event */
+        p = nl + 1;
+        if (p < end && *p == '\n')
+            return (size_t)(p - buf) + 1;
+    }
+    return 0;
+}
+
 size_t router_sse_event_end(const char *buf, size_t len)
 {
     bool line_start = true;
+
+    if (memchr(buf, '\r', len) == NULL)
+        return event_end_lf(buf, len);
 
     for (size_t i = 0; i < len; i++) {
         char c = buf[i];
@@ -67,6 +89,54 @@ static void read_usage(router_usage *u, const cJSON *usage)
     u->completion = (long long)c->valuedouble;
 }
 
+static size_t count_substr(const char *data, size_t len, const char *needle, const char **first)
+{
+    size_t n = 0, nl = strlen(needle);
+    const char *p = data, *end = data + len;
+
+    *first = NULL;
+    while (p < end) {
+        const char *m = memmem(p, (size_t)(end - p), needle, nl);
+        if (m == NULL)
+            break;
+        if (n++ == 0)
+            *first = m;
+        p = m + nl;
+    }
+    return n;
+}
+
+/* The common chunk, {..."choices":[{"index":0,"delta":{"content":"..."},...}]}
+ * with no usage, counted without building a cJSON tree. An unescaped `"` cannot
+ * occur inside a JSON string, so `"content":"` in the raw bytes is a key
+ * followed by a string value. Anything less plain (no compact "choices", more
+ * than one choice, "text"/"message" choices, logprobs, tool calls, a usage
+ * object, whitespace around the colon) returns false and takes the full parse. */
+static bool usage_chunk_fast(router_usage *u, const char *data, size_t len)
+{
+    const char *m, *content;
+    size_t nc;
+
+    if (len < 2 || data[0] != '{' || memmem(data, len, "\"usage\"", 7) != NULL ||
+        count_substr(data, len, "\"choices\":[", &m) != 1 ||
+        count_substr(data, len, "\"choices\"", &m) != 1 ||
+        memmem(data, len, "\"text\"", 6) != NULL || memmem(data, len, "\"message\"", 9) != NULL ||
+        count_substr(data, len, "\"index\"", &m) > 1)
+        return false;
+    nc = count_substr(data, len, "\"content\"", &content);
+    if (nc == 0)
+        return true;
+    if (nc != 1)
+        return false;
+    m = content + 9; /* after "content" */
+    if ((size_t)(data + len - m) >= 3 && m[0] == ':' && m[1] == '"') {
+        if (m[2] != '"')
+            u->counted++;
+        return true;
+    }
+    return (size_t)(data + len - m) >= 5 && memcmp(m, ":null", 5) == 0;
+}
+
 int router_usage_chunk(router_usage *u, const char *data, size_t len, bool *usage_only)
 {
     cJSON *root;
@@ -77,6 +147,8 @@ int router_usage_chunk(router_usage *u, const char *data, size_t len, bool *usag
         u->done = true;
         return IAS_OK;
     }
+    if (usage_chunk_fast(u, data, len))
+        return IAS_OK;
     root = cJSON_ParseWithLength(data, len);
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);

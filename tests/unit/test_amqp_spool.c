@@ -163,6 +163,32 @@ static void test_roundtrip_and_format(void **state)
     tdir_rm(&d);
 }
 
+/* write()-only appends (the producer's last resort) read back like synced ones,
+ * across a rotation, and ias_spool_sync is harmless when nothing is pending. */
+static void test_append_nosync(void **state)
+{
+    tdir d;
+    ias_spool *s;
+    ias_spool_rec recs[20];
+    char mids[20][64], bodies[20][128];
+
+    tdir_make(&d);
+    assert_int_equal(ias_spool_open(d.path, 1024, 0, &s), IAS_OK);
+    for (int i = 0; i < 20; i++)
+        recs[i] = mkrec(i, mids[i], sizeof(mids[i]), bodies[i], sizeof(bodies[i]));
+    assert_int_equal(ias_spool_sync(s), IAS_OK); /* no segment yet */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ias_spool_append_nosync(s, &recs[i], 1), IAS_OK);
+    assert_int_equal(ias_spool_sync(s), IAS_OK);
+    assert_int_equal(ias_spool_sync(s), IAS_OK);
+    assert_int_equal(ias_spool_append_nosync(s, &recs[10], 5), IAS_OK);
+    assert_int_equal(ias_spool_append(s, &recs[15], 5), IAS_OK); /* syncs the rest too */
+    assert_true(ias_spool_segments(s) > 1);
+    assert_int_equal(read_all(s, 0, 20), 0);
+    ias_spool_free(s);
+    tdir_rm(&d);
+}
+
 static void test_batch_append_and_rotation(void **state)
 {
     tdir d;
@@ -500,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_crc32_vector),
         cmocka_unit_test(test_roundtrip_and_format),
         cmocka_unit_test(test_batch_append_and_rotation),
+        cmocka_unit_test(test_append_nosync),
         cmocka_unit_test(test_torn_tail_ignored),
         cmocka_unit_test(test_corrupt_middle_resyncs),
         cmocka_unit_test(test_limits),

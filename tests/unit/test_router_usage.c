@@ -22,6 +22,11 @@ static void test_event_end(void **state)
     assert_int_equal(router_sse_event_end("data: a\r\rx", 10), 9);
     assert_int_equal(router_sse_event_end(": c\n\n", 5), 5);
     assert_int_equal(router_sse_event_end("", 0), 0);
+    /* the LF-only scan */
+    assert_int_equal(router_sse_event_end("\n", 1), 1);
+    assert_int_equal(router_sse_event_end("a\nb\n", 4), 0);
+    assert_int_equal(router_sse_event_end("a\nb\n\nc\n\n", 9), 5);
+    assert_int_equal(router_sse_event_end("data: a\n\r\n", 10), 10);
 }
 
 static void test_chunks(void **state)
@@ -50,6 +55,52 @@ static void test_chunks(void **state)
     assert_int_equal(router_usage_chunk(&u, "[DONE]", 6, &only), IAS_OK);
     assert_true(u.done);
     assert_int_equal(router_usage_chunk(&u, "nope", 4, &only), IAS_ERR);
+}
+
+/* The cJSON-free path for plain content chunks counts exactly what the full
+ * parse counts, and declines (false) whatever it cannot vouch for. */
+static void test_chunk_fast_path(void **state)
+{
+    static const struct {
+        const char *chunk;
+        bool fast; /* expected to take the fast path */
+    } cases[] = {
+        {"{\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi \"},"
+         "\"finish_reason\":null}]}",
+         true},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}", true},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":null}}]}", true},
+        {"{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}", true},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"say \\\"content\\\":\\\"x\"}}]}",
+         true},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\": \"spaced\"}}]}", false},
+        {"{\"choices\": [{\"index\":0,\"delta\":{\"content\":\"a\"}}]}", false},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}},"
+         "{\"index\":1,\"delta\":{\"content\":\"b\"}}]}",
+         false},
+        {"{\"choices\":[{\"index\":0,\"text\":\"t\"}]}", false},
+        {"{\"choices\":[{\"index\":0,\"message\":{\"content\":\"m\"}}]}", false},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"logprobs\":{\"content\":[]}}]"
+         "}",
+         false},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}],\"usage\":null}", false},
+        {"{\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}", false},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        router_usage fast = {0}, full = {0};
+        const char *d = cases[i].chunk;
+        cJSON *root = cJSON_Parse(d);
+        bool took = usage_chunk_fast(&fast, d, strlen(d));
+
+        assert_non_null(root);
+        count_choices(&full, cJSON_GetObjectItemCaseSensitive(root, "choices"));
+        cJSON_Delete(root);
+        if (took != cases[i].fast)
+            fail_msg("case %zu: fast path %s", i, took ? "taken" : "declined");
+        if (took && fast.counted != full.counted)
+            fail_msg("case %zu: fast counted %lld, full %lld", i, fast.counted, full.counted);
+    }
 }
 
 static void test_body(void **state)
@@ -101,9 +152,8 @@ static void test_event_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_event_end),
-        cmocka_unit_test(test_chunks),
-        cmocka_unit_test(test_body),
+        cmocka_unit_test(test_event_end),       cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_chunk_fast_path), cmocka_unit_test(test_body),
         cmocka_unit_test(test_event_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,7 @@
  * A librabbitmq connection is blocking and belongs to one thread. Hot-path
  * services never touch one: they hand events to an ias_publisher, whose own
  * thread owns the connection (publisher confirms always on) and spills to an
- * fsync'd local spool while the broker is away. Off-path consumers run
+ * fsync'd local spool while the broker is away or the queue overflows. Off-path consumers run
  * ias_consumer_run() on a dedicated thread. See docs/architecture/events.md for
  * the topology and the delivery guarantees. */
 #ifndef IAS_AMQP_H
@@ -158,6 +158,13 @@ void ias_spool_free(ias_spool *s);
 /* Appends n records with one write and one fsync. IAS_OK only once the data
  * is on disk. */
 int ias_spool_append(ias_spool *s, const ias_spool_rec *recs, size_t n) IAS_MUSTCHECK;
+/* Appends with one write() and no fsync: IAS_OK means the records are in the
+ * kernel's page cache (they survive a crash of this process, not of the
+ * machine) until ias_spool_sync, the next synced append, sealing the segment
+ * (ias_spool_list) or ias_spool_free makes them durable. */
+int ias_spool_append_nosync(ias_spool *s, const ias_spool_rec *recs, size_t n) IAS_MUSTCHECK;
+/* fdatasync of the segment being written if it has unsynced appends. */
+int ias_spool_sync(ias_spool *s) IAS_MUSTCHECK;
 /* Seals the segment being written (the next append starts a new one) and
  * returns every segment id on disk, oldest first (*ids malloc'd, free() it). */
 int ias_spool_list(ias_spool *s, uint64_t **ids, size_t *n) IAS_MUSTCHECK;
@@ -188,7 +195,11 @@ typedef struct ias_publisher_opts {
     const char *name;           /* metrics label publisher="..."; NULL -> "default" */
     size_t queue_capacity;      /* in-memory events; 0 -> 4096 */
     size_t queue_max_bytes;     /* and their total size; 0 -> 64 MiB */
-    size_t batch_max;           /* events per confirm round trip; 0 -> 64 */
+    size_t batch_max;           /* events published per burst; 0 -> 256 */
+    size_t inflight_max;        /* published, unconfirmed events (several bursts
+                                   pipelined); 0 -> 4 * batch_max */
+    size_t overflow_capacity;   /* events beyond the queue, spooled in bulk by the
+                                   publisher thread; 0 -> 4 * queue_capacity */
     int confirm_timeout_ms;     /* wait for broker acks; 0 -> 5000 */
     int drain_timeout_ms;       /* ias_publisher_free publishing budget; 0 -> 3000 */
     int heartbeat_s;            /* 0 -> 30 */
@@ -215,12 +226,21 @@ typedef struct ias_publisher_stats {
 /* Starts the publisher thread. Returns NULL (logged) on bad options or when the
  * spool directory cannot be opened. The broker need not be reachable. */
 ias_publisher *ias_publisher_new(const ias_publisher_opts *opts);
-/* Non-blocking and thread-safe: copies the event into the bounded in-memory
- * queue, or when that is full appends it to the spool (write + fsync, the
- * only case where the caller waits for the disk). IAS_OK means "handed to the
- * publisher": it will reach the broker or the spool unless the process dies
- * before that. IAS_ERR on invalid input (over-long strings, body over
- * IAS_AMQP_BODY_MAX) or if even the spool write failed. */
+/* Non-blocking and thread-safe; the caller never waits for the disk or the
+ * broker. The event is copied into the bounded in-memory queue; when that is
+ * full, into a second bounded overflow buffer that the publisher thread writes
+ * to the spool in bulk (one write + fdatasync per batch); when that is full too
+ * (or the publisher thread is gone), it is appended to the spool with write()
+ * only and the publisher thread fdatasyncs it within IDLE_POLL_MS (200 ms).
+ *
+ * What survives: an event in the queue, the overflow buffer or in flight to
+ * the broker is lost if the process dies (as any unsent in-memory data); one
+ * appended with write() only survives a process crash but not a machine crash
+ * until the publisher's next fdatasync; one in the spool after the publisher
+ * thread's fdatasync, or confirmed by the broker, survives both (see the table
+ * in docs/architecture/events.md). IAS_OK means "handed to the publisher".
+ * IAS_ERR on invalid input (over-long strings, body over IAS_AMQP_BODY_MAX) or
+ * if even the spool write failed. */
 int ias_publisher_publish(ias_publisher *p, const char *routing_key, const char *message_id,
                           const char *type, const void *body, size_t len) IAS_MUSTCHECK;
 /* Waits until nothing is queued, in flight or spooled (IAS_OK), or the timeout

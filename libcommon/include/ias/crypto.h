@@ -28,6 +28,16 @@ int ias_random_bytes(void *buf, size_t len) IAS_MUSTCHECK;
  * must not leak. */
 void ias_uuid_v4(char out[IAS_UUID_STR_LEN + 1]);
 void ias_uuid_v7(char out[IAS_UUID_STR_LEN + 1]);
+
+/* NOT cryptographic: a per-thread xoshiro256** generator seeded once per thread
+ * from the CSPRNG (no lock, no syscall, none of RAND_bytes' per-call fork
+ * checks). Only for identifiers that must be unique and unguessable enough for
+ * correlation but guard nothing: request ids, trace and span ids. Never for
+ * keys, tokens, secrets or anything an attacker gains by predicting. A process
+ * that forks must not use it in the child before exec (the state is copied). */
+void ias_fast_random(void *buf, size_t len);
+/* A v4 UUID from ias_fast_random (request ids). */
+void ias_uuid_v4_fast(char out[IAS_UUID_STR_LEN + 1]);
 /* True for the canonical 8-4-4-4-12 hex form (either case), any version.
  * Reads at most 37 bytes of str. */
 bool ias_uuid_valid(const char *str);
