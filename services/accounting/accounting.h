@@ -15,6 +15,8 @@ typedef struct ias_pg ias_pg;
 
 #define ACCT_PROBLEM_BASE "https://ias.dev/problems/"
 #define ACCT_MAX_BATCH 1000
+/* Most consumer threads on the usage queue. */
+#define ACCT_MAX_CONSUMERS 8
 #define ACCT_UUID_LEN 36
 
 typedef struct acct_ctx {
@@ -27,6 +29,7 @@ typedef struct acct_ctx {
     size_t jwt_secret_len;
     int prefetch;
     int batch_size;
+    int consumers; /* consumer threads (1..ACCT_MAX_CONSUMERS) */
     int64_t drift_interval_ms;
     int64_t partition_interval_ms;
     int64_t dedup_retention_ms;
@@ -37,8 +40,9 @@ typedef struct acct_ctx {
 
     /* threads */
     atomic_bool stop;
-    pthread_t consumer_thread, maint_thread;
-    bool consumer_started, maint_started;
+    pthread_t consumer_threads[ACCT_MAX_CONSUMERS], maint_thread;
+    int consumers_started;
+    bool maint_started;
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
 

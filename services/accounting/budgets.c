@@ -234,9 +234,10 @@ void acct_threads_stop(acct_ctx *ctx)
     atomic_store(&ctx->stop, true);
     pthread_cond_broadcast(&ctx->maint_cv);
     pthread_mutex_unlock(&ctx->maint_mu);
-    if (ctx->consumer_started)
-        pthread_join(ctx->consumer_thread, NULL);
+    for (int i = 0; i < ctx->consumers_started; i++)
+        pthread_join(ctx->consumer_threads[i], NULL);
     if (ctx->maint_started)
         pthread_join(ctx->maint_thread, NULL);
-    ctx->consumer_started = ctx->maint_started = false;
+    ctx->consumers_started = 0;
+    ctx->maint_started = false;
 }

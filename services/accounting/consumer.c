@@ -106,6 +106,19 @@ static const char ALERTS_SQL[] =
     " ON CONFLICT ON CONSTRAINT budget_alerts_once_key DO NOTHING"
     " RETURNING org_id, coalesce(user_id::text, ''), month, threshold, used_tokens, limit_tokens";
 
+/* Consumer threads apply batches concurrently. Two batches of one org could
+ * each miss a threshold that only their sum crosses (neither sees the other's
+ * uncommitted rollups), so the alert step is serialised per org that has a
+ * limit: a batch waits here, in key order, for the other batch's commit, and
+ * ALERTS_SQL (a later statement, a fresh snapshot) then sees its rollups. */
+static const char ALERT_LOCK_SQL[] =
+    "SELECT count(pg_advisory_xact_lock(1634952052, hashtext(org_id::text))) FROM ("
+    "  SELECT DISTINCT x.org_id FROM jsonb_to_recordset($1::jsonb) AS x(org_id uuid)"
+    "  WHERE EXISTS (SELECT 1 FROM org_budgets b WHERE b.org_id = x.org_id)"
+    "     OR EXISTS (SELECT 1 FROM users u WHERE u.org_id = x.org_id"
+    "                AND u.monthly_token_limit IS NOT NULL)"
+    "  ORDER BY 1) s";
+
 static const char ENSURE_SQL[] =
     "SELECT coalesce(sum(ias_ensure_usage_partitions(d, 1)), 0) FROM ("
     "  SELECT DISTINCT (date_trunc('month', occurred_at, 'UTC') AT TIME ZONE 'UTC')::date AS d"
@@ -250,7 +263,8 @@ static int apply_tx(ias_pg *pg, void *varg)
     /* org_budgets and users are the users service's, under row-level security
      * (0006_users_rls): the limits of every org in the batch must be visible to
      * this read-only lookup, for this transaction only. */
-    if (ias_pg_exec(pg, "SELECT set_config('ias.org_id', '*', true)", 0, NULL, NULL) != IAS_OK)
+    if (ias_pg_exec(pg, "SELECT set_config('ias.org_id', '*', true)", 0, NULL, NULL) != IAS_OK ||
+        ias_pg_exec(pg, ALERT_LOCK_SQL, 1, params, NULL) != IAS_OK)
         return IAS_ERR;
     return ias_pg_exec(pg, ALERTS_SQL, 1, params, &a->alerts);
 }
@@ -402,10 +416,17 @@ static void *consumer_main(void *varg)
     return NULL;
 }
 
+/* Several threads, each with its own AMQP channel and PostgreSQL connection:
+ * one receives while another commits. Batches may then run concurrently; a
+ * redelivery is still applied once (processed_events), and the rollup and
+ * alert inserts take their row locks in key order, so two batches cannot
+ * deadlock (ias_pg_tx retries one if they ever do). */
 int acct_consumer_start(acct_ctx *ctx)
 {
-    if (pthread_create(&ctx->consumer_thread, NULL, consumer_main, ctx) != 0)
-        return IAS_ERR;
-    ctx->consumer_started = true;
+    for (int i = 0; i < ctx->consumers; i++) {
+        if (pthread_create(&ctx->consumer_threads[i], NULL, consumer_main, ctx) != 0)
+            return IAS_ERR;
+        ctx->consumers_started++;
+    }
     return IAS_OK;
 }

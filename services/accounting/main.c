@@ -25,9 +25,13 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_USAGE_QUEUE", IAS_CFG_STR, "ias.usage", 0, 0, "queue of usage.recorded events"},
     {"IAS_CONSUME", IAS_CFG_BOOL, "true", 0, 0,
      "run the usage consumer (false: analytics API and budget checks only)"},
-    {"IAS_CONSUMER_PREFETCH", IAS_CFG_INT, "512", 1, 65535, "unacked deliveries in flight"},
-    {"IAS_BATCH_SIZE", IAS_CFG_INT, "500", 1, ACCT_MAX_BATCH,
+    {"IAS_CONSUMER_PREFETCH", IAS_CFG_INT, "4000", 1, 65535,
+     "unacked deliveries in flight, per consumer thread"},
+    {"IAS_BATCH_SIZE", IAS_CFG_INT, "1000", 1, ACCT_MAX_BATCH,
      "events applied per transaction (at most the prefetch)"},
+    {"IAS_CONSUMER_THREADS", IAS_CFG_INT, "1", 1, ACCT_MAX_CONSUMERS,
+     "consumer threads on the usage queue, each with its own connections, so one batch "
+     "commits while the next is received"},
     {"IAS_DRIFT_CHECK_INTERVAL", IAS_CFG_MS, "60s", 200, 86400000,
      "how often Redis budget counters are checked against PostgreSQL"},
     {"IAS_PARTITION_CHECK_INTERVAL", IAS_CFG_MS, "24h", 1000, 86400000LL * 7,
@@ -183,6 +187,7 @@ static int load_ctx(const ias_config *cfg, acct_ctx *ctx)
     ctx->jwt_secret_len = strlen(secret);
     ctx->prefetch = (int)ias_config_int(cfg, "IAS_CONSUMER_PREFETCH");
     ctx->batch_size = (int)ias_config_int(cfg, "IAS_BATCH_SIZE");
+    ctx->consumers = (int)ias_config_int(cfg, "IAS_CONSUMER_THREADS");
     if (ctx->batch_size > ctx->prefetch)
         ctx->batch_size = ctx->prefetch;
     ctx->drift_interval_ms = ias_config_ms(cfg, "IAS_DRIFT_CHECK_INTERVAL");
@@ -272,8 +277,8 @@ int main(void)
             goto out;
         }
     }
-    ias_info(NULL, "accounting on %s:%d, consuming %s (batch %d, prefetch %d)", opts.bind_addr,
-             opts.port, ctx.queue, ctx.batch_size, ctx.prefetch);
+    ias_info(NULL, "accounting on %s:%d, consuming %s (%d threads, batch %d, prefetch %d)",
+             opts.bind_addr, opts.port, ctx.queue, ctx.consumers, ctx.batch_size, ctx.prefetch);
     rc = ias_server_run(srv) == IAS_OK ? 0 : 1;
 out:
     acct_threads_stop(&ctx);

@@ -125,6 +125,12 @@ typedef enum {
  * success *seq is the entry's position. why gets the failure. */
 audit_append_rc audit_chain_append(ias_pg *pg, const audit_event *ev, long long *seq, char *why,
                                    size_t whylen);
+/* Appends evs[0..n) in order in one transaction under one head lock (one
+ * commit for the batch). On AUDIT_APPENDED seqs[i] is each entry's position,
+ * or 0 for an event_id already in the ledger. On a failure nothing is
+ * appended; why gets the failure. */
+audit_append_rc audit_chain_append_batch(ias_pg *pg, const audit_event *const *evs, size_t n,
+                                         long long *seqs, char *why, size_t whylen);
 
 /* ---- consumer.c ---- */
 

@@ -338,9 +338,9 @@ void audit_event_free(audit_event *ev)
 /* ---- append ----------------------------------------------------------------- */
 
 typedef struct append_arg {
-    const audit_event *ev;
-    long long seq;
-    bool duplicate;
+    const audit_event *const *evs;
+    size_t n;
+    long long *seqs;     /* per event: its position, 0 for a redelivery */
     bool local_fail;     /* failed before the database had a say */
     ias_pg_errkind kind; /* of the failed statement */
     char sqlstate[6];
@@ -356,42 +356,26 @@ static int note_pg(ias_pg *pg, append_arg *a, const char *what)
     return IAS_ERR;
 }
 
-static int append_tx(ias_pg *pg, void *arg)
+/* Appends one event after prev (updated to the new hash) at *seq + 1; sets
+ * *dup instead when the event_id is already in the ledger (also earlier in
+ * this transaction). */
+static int append_one(ias_pg *pg, append_arg *a, const audit_event *ev, const char *now,
+                      long long *seq, char *prev, bool *dup)
 {
-    append_arg *a = arg;
-    audit_entry e = a->ev->entry;
+    audit_entry e = ev->entry;
     PGresult *res = NULL;
-    char seqbuf[24], hash[IAS_SHA256_HEX_LEN + 1], prev[IAS_SHA256_HEX_LEN + 1], now[40];
+    char seqbuf[24], hash[IAS_SHA256_HEX_LEN + 1];
     char *canon = NULL, *details = NULL;
     size_t clen = 0;
     int rc = IAS_ERR;
 
-    a->duplicate = false;
-    a->local_fail = false;
-    a->kind = IAS_PG_ERR_NONE;
-    a->sqlstate[0] = '\0';
-    /* The row lock serialises every appender, so the chain cannot fork. */
-    if (ias_pg_exec(pg,
-                    "SELECT last_seq, last_hash, " AUDIT_SQL_TS(
-                        "now()") " FROM audit_chain_head WHERE id FOR UPDATE",
-                    0, NULL, &res) != IAS_OK)
-        return note_pg(pg, a, "lock chain head");
-    if (ias_pg_nrows(res) != 1 || ias_pg_value_ll(res, 0, 0, &e.seq) != IAS_OK) {
-        snprintf(a->why, a->whylen, "audit_chain_head has no row"); /* retried */
-        goto out;
-    }
-    e.seq++;
-    snprintf(prev, sizeof(prev), "%s", ias_pg_value(res, 0, 1));
-    snprintf(now, sizeof(now), "%s", ias_pg_value(res, 0, 2));
-    ias_pg_clear(res);
-    res = NULL;
-
+    *dup = false;
     {
         const char *p[] = {e.event_id};
         if (ias_pg_exec(pg, "SELECT 1 FROM audit_ledger WHERE event_id = $1", 1, p, &res) != IAS_OK)
             return note_pg(pg, a, "look up event_id");
         if (ias_pg_nrows(res) > 0) {
-            a->duplicate = true; /* a redelivery: the empty transaction commits */
+            *dup = true; /* a redelivery: nothing to append */
             rc = IAS_OK;
             goto out;
         }
@@ -399,6 +383,7 @@ static int append_tx(ias_pg *pg, void *arg)
         res = NULL;
     }
 
+    e.seq = *seq + 1;
     e.created_at = now;
     e.prev_hash = prev;
     canon = audit_entry_canonical(&e, &clen);
@@ -425,17 +410,8 @@ static int append_tx(ias_pg *pg, void *arg)
             goto out;
         }
     }
-    {
-        const char *p[] = {seqbuf, hash};
-        if (ias_pg_exec(pg,
-                        "UPDATE audit_chain_head SET last_seq = $1, last_hash = $2, "
-                        "updated_at = now() WHERE id",
-                        2, p, NULL) != IAS_OK) {
-            note_pg(pg, a, "move chain head");
-            goto out;
-        }
-    }
-    a->seq = e.seq;
+    *seq = e.seq;
+    memcpy(prev, hash, sizeof(hash));
     rc = IAS_OK;
 out:
     ias_pg_clear(res);
@@ -444,16 +420,61 @@ out:
     return rc;
 }
 
-audit_append_rc audit_chain_append(ias_pg *pg, const audit_event *ev, long long *seq, char *why,
-                                   size_t whylen)
+static int append_tx(ias_pg *pg, void *arg)
 {
-    append_arg a = {.ev = ev, .why = why, .whylen = whylen};
+    append_arg *a = arg;
+    PGresult *res = NULL;
+    long long seq, first;
+    char seqbuf[24], prev[IAS_SHA256_HEX_LEN + 1], now[40];
+
+    a->local_fail = false;
+    a->kind = IAS_PG_ERR_NONE;
+    a->sqlstate[0] = '\0';
+    /* The row lock serialises every appender, so the chain cannot fork. The
+     * whole batch is chained under it and commits once. */
+    if (ias_pg_exec(pg,
+                    "SELECT last_seq, last_hash, " AUDIT_SQL_TS(
+                        "now()") " FROM audit_chain_head WHERE id FOR UPDATE",
+                    0, NULL, &res) != IAS_OK)
+        return note_pg(pg, a, "lock chain head");
+    if (ias_pg_nrows(res) != 1 || ias_pg_value_ll(res, 0, 0, &seq) != IAS_OK) {
+        snprintf(a->why, a->whylen, "audit_chain_head has no row"); /* retried */
+        ias_pg_clear(res);
+        return IAS_ERR;
+    }
+    snprintf(prev, sizeof(prev), "%s", ias_pg_value(res, 0, 1));
+    snprintf(now, sizeof(now), "%s", ias_pg_value(res, 0, 2));
+    ias_pg_clear(res);
+
+    first = seq;
+    for (size_t i = 0; i < a->n; i++) {
+        bool dup;
+        if (append_one(pg, a, a->evs[i], now, &seq, prev, &dup) != IAS_OK)
+            return IAS_ERR;
+        a->seqs[i] = dup ? 0 : seq;
+    }
+    if (seq == first)
+        return IAS_OK; /* only redeliveries: the empty transaction commits */
+    snprintf(seqbuf, sizeof(seqbuf), "%lld", seq);
+    {
+        const char *p[] = {seqbuf, prev};
+        if (ias_pg_exec(pg,
+                        "UPDATE audit_chain_head SET last_seq = $1, last_hash = $2, "
+                        "updated_at = now() WHERE id",
+                        2, p, NULL) != IAS_OK)
+            return note_pg(pg, a, "move chain head");
+    }
+    return IAS_OK;
+}
+
+audit_append_rc audit_chain_append_batch(ias_pg *pg, const audit_event *const *evs, size_t n,
+                                         long long *seqs, char *why, size_t whylen)
+{
+    append_arg a = {.evs = evs, .n = n, .seqs = seqs, .why = why, .whylen = whylen};
 
     why[0] = '\0';
-    if (ias_pg_tx(pg, append_tx, &a, 3) == IAS_OK) {
-        *seq = a.seq;
-        return a.duplicate ? AUDIT_DUPLICATE : AUDIT_APPENDED;
-    }
+    if (ias_pg_tx(pg, append_tx, &a, 3) == IAS_OK)
+        return AUDIT_APPENDED;
     if (why[0] == '\0')
         snprintf(why, whylen, "commit: %s", ias_pg_last_message(pg));
     if (a.local_fail)
@@ -465,4 +486,17 @@ audit_append_rc audit_chain_append(ias_pg *pg, const audit_event *ev, long long 
         (strncmp(a.sqlstate, "22", 2) == 0 || strncmp(a.sqlstate, "23", 2) == 0))
         return AUDIT_FAIL_REJECT;
     return AUDIT_FAIL_RETRY;
+}
+
+audit_append_rc audit_chain_append(ias_pg *pg, const audit_event *ev, long long *seq, char *why,
+                                   size_t whylen)
+{
+    const audit_event *one[1] = {ev};
+    long long s = 0;
+    audit_append_rc rc = audit_chain_append_batch(pg, one, 1, &s, why, whylen);
+
+    if (rc != AUDIT_APPENDED)
+        return rc;
+    *seq = s;
+    return s == 0 ? AUDIT_DUPLICATE : AUDIT_APPENDED;
 }

@@ -124,7 +124,7 @@ void users_h_keys_list(ias_req *r, void *arg)
         users_q(w, &res,
                 "SELECT " KEY_JSON "::text, " USERS_TS(
                     "k.created_at") ", k.id FROM api_keys k "
-                                    "WHERE ($6 = '*' OR k.org_id::text = $6) "
+                                    "WHERE ($6 = '*' OR k.org_id = nullif($6, '*')::uuid) "
                                     "AND ($1::uuid IS NULL OR k.org_id = $1) AND ($2::uuid IS NULL "
                                     "OR k.user_id = $2) "
                                     "AND (k.created_at, k.id) > ($3::timestamptz, $4::uuid) "

@@ -171,15 +171,16 @@ void users_h_models_list(ias_req *r, void *arg)
     /* System admins see the registry; everyone else the enabled models their org may use. */
     const char *v[4] = {users_scope(&p), pg.cursor_ts, pg.cursor_id, pg.limit_s};
     if (users_tx_begin(w, users_scope(&p)) != IAS_OK ||
-        users_q(w, &res,
-                "SELECT " MODEL_JSON ", " USERS_TS(
-                    "m.created_at") ", m.id FROM models m "
-                                    "WHERE ($1 = '*' OR (m.enabled AND EXISTS (SELECT 1 FROM "
-                                    "org_allowed_models a "
-                                    "WHERE a.model_id = m.id AND a.org_id::text = $1))) "
-                                    "AND (m.created_at, m.id) > ($2::timestamptz, $3::uuid) "
-                                    "ORDER BY m.created_at, m.id LIMIT $4::int",
-                4, v) != IAS_OK) {
+        users_q(
+            w, &res,
+            "SELECT " MODEL_JSON ", " USERS_TS(
+                "m.created_at") ", m.id FROM models m "
+                                "WHERE ($1 = '*' OR (m.enabled AND EXISTS (SELECT 1 FROM "
+                                "org_allowed_models a "
+                                "WHERE a.model_id = m.id AND a.org_id = nullif($1, '*')::uuid))) "
+                                "AND (m.created_at, m.id) > ($2::timestamptz, $3::uuid) "
+                                "ORDER BY m.created_at, m.id LIMIT $4::int",
+            4, v) != IAS_OK) {
         users_tx_rollback(w);
         users_db_error(r, w, "listing models");
         return;
@@ -203,7 +204,7 @@ void users_h_models_get(ias_req *r, void *arg)
         users_q(w, &res,
                 "SELECT " MODEL_JSON " FROM models m WHERE (m.id::text = $1 OR m.name = $1) "
                 "AND ($2 = '*' OR (m.enabled AND EXISTS (SELECT 1 FROM org_allowed_models a "
-                "WHERE a.model_id = m.id AND a.org_id::text = $2)))",
+                "WHERE a.model_id = m.id AND a.org_id = nullif($2, '*')::uuid)))",
                 2, v) != IAS_OK) {
         users_tx_rollback(w);
         users_db_error(r, w, "reading the model");

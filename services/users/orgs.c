@@ -89,7 +89,8 @@ void users_h_orgs_list(ias_req *r, void *arg)
         users_q(w, &res,
                 "SELECT " ORG_JSON ", " USERS_TS(
                     "o.created_at") ", o.id FROM orgs o "
-                                    "WHERE o.deleted_at IS NULL AND ($1 = '*' OR o.id::text = $1) "
+                                    "WHERE o.deleted_at IS NULL AND ($1 = '*' OR o.id = nullif($1, "
+                                    "'*')::uuid) "
                                     "AND (o.created_at, o.id) > ($2::timestamptz, $3::uuid) "
                                     "ORDER BY o.created_at, o.id LIMIT $4::int",
                 4, v) != IAS_OK) {

@@ -214,9 +214,10 @@ static void start_acct(env *e, const char *fake_now)
     static char dsn_env[2048], q[256], fake[100], log_path[400], batch[64], prefetch[64];
     char path[400];
     const char *extra[] = {
-        dsn_env, q,        "IAS_JWT_SECRET=" SECRET,         "IAS_PORT=0",         "IAS_WORKERS=1",
-        batch,   prefetch, "IAS_DRIFT_CHECK_INTERVAL=300ms", "IAS_LOG_LEVEL=info", fake,
-        NULL};
+        dsn_env, q, "IAS_JWT_SECRET=" SECRET, "IAS_PORT=0", "IAS_WORKERS=1", batch, prefetch,
+        "IAS_DRIFT_CHECK_INTERVAL=300ms", "IAS_LOG_LEVEL=info", fake,
+        /* two concurrent batches: exactly-once and alerts must hold across them */
+        "IAS_CONSUMER_THREADS=2", NULL};
 
     snprintf(batch, sizeof(batch), "IAS_BATCH_SIZE=%s",
              ias_test_env("IAS_BENCH_BATCH") ? ias_test_env("IAS_BENCH_BATCH") : "250");

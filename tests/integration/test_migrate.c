@@ -212,7 +212,8 @@ static char *query1(const char *db_dsn, const char *sql)
 
 /* Everything a migration can create in schema public, one name per line,
  * except golang-migrate's own table. Two equal signatures mean equal schemas
- * (as far as names, kinds, columns and definitions go). */
+ * (as far as names, kinds, columns and definitions go; a function by its body
+ * too, so a migration may redefine one). */
 static const char *const signature_sql =
     "SELECT coalesce(string_agg(x, E'\\n' ORDER BY x), '') FROM ("
     " SELECT 'rel ' || c.relname || ' ' || c.relkind::text FROM pg_class c"
@@ -226,7 +227,7 @@ static const char *const signature_sql =
     "  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0"
     "  AND NOT a.attisdropped AND c.relname <> 'schema_migrations'"
     " UNION ALL"
-    " SELECT 'fn ' || p.oid::regprocedure::text FROM pg_proc p"
+    " SELECT 'fn ' || p.oid::regprocedure::text || ' ' || md5(p.prosrc) FROM pg_proc p"
     "  JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
     " UNION ALL"
     " SELECT 'trg ' || t.tgrelid::regclass::text || '.' || t.tgname FROM pg_trigger t"

@@ -1,0 +1,1 @@
+DROP INDEX usage_rollups_hourly_org_hour_cover_idx;
