@@ -20,8 +20,7 @@ void users_h_budget_get(ias_req *r, void *arg)
     ias_principal p;
     PGresult *res = NULL;
 
-    if (users_authenticate(r, &p) != IAS_OK || (org = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "budgets:read", org) != IAS_OK)
+    if ((org = users_org_access(r, arg, "budgets:read", &p)) == NULL)
         return;
     const char *v[1] = {org};
     if (users_tx_begin(w, users_scope(&p)) != IAS_OK ||
@@ -67,8 +66,7 @@ void users_h_budget_put(ias_req *r, void *arg)
     PGresult *res = NULL;
     cJSON *body;
 
-    if (users_authenticate(r, &p) != IAS_OK || (org = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "budgets:write", org) != IAS_OK)
+    if ((org = users_org_access(r, arg, "budgets:write", &p)) == NULL)
         return;
     body = users_body(r, put_fields, IAS_ARRAY_LEN(put_fields));
     if (body == NULL)
@@ -120,8 +118,7 @@ void users_h_budget_delete(ias_req *r, void *arg)
     ias_principal p;
     PGresult *res = NULL;
 
-    if (users_authenticate(r, &p) != IAS_OK || (org = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "budgets:write", org) != IAS_OK)
+    if ((org = users_org_access(r, arg, "budgets:write", &p)) == NULL)
         return;
     const char *v[1] = {org};
     if (users_tx_begin(w, users_scope(&p)) != IAS_OK ||

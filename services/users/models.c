@@ -325,8 +325,7 @@ void users_h_allowed_get(ias_req *r, void *arg)
     users_page pg;
     PGresult *res = NULL;
 
-    if (users_authenticate(r, &p) != IAS_OK || (org = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "models:read", org) != IAS_OK ||
+    if ((org = users_org_access(r, arg, "models:read", &p)) == NULL ||
         users_page_parse(r, &pg) != IAS_OK)
         return;
     const char *v[4] = {org, pg.cursor_ts, pg.cursor_id, pg.limit_s};
@@ -362,8 +361,7 @@ void users_h_allowed_put(ias_req *r, void *arg)
     PGresult *res = NULL;
     cJSON *body;
 
-    if (users_authenticate(r, &p) != IAS_OK || (org = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "models:allow", org) != IAS_OK)
+    if ((org = users_org_access(r, arg, "models:allow", &p)) == NULL)
         return;
     body = users_body(r, allowed_fields, IAS_ARRAY_LEN(allowed_fields));
     if (body == NULL)

@@ -110,8 +110,7 @@ void users_h_orgs_get(ias_req *r, void *arg)
     ias_principal p;
     PGresult *res = NULL;
 
-    if (users_authenticate(r, &p) != IAS_OK || (id = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "orgs:read", id) != IAS_OK)
+    if ((id = users_org_access(r, arg, "orgs:read", &p)) == NULL)
         return;
     const char *v[1] = {id};
     if (users_tx_begin(w, users_scope(&p)) != IAS_OK ||
@@ -144,8 +143,7 @@ void users_h_orgs_update(ias_req *r, void *arg)
     PGresult *res = NULL;
     cJSON *body;
 
-    if (users_authenticate(r, &p) != IAS_OK || (id = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "orgs:write", id) != IAS_OK)
+    if ((id = users_org_access(r, arg, "orgs:write", &p)) == NULL)
         return;
     body = users_body(r, org_patch, IAS_ARRAY_LEN(org_patch));
     if (body == NULL)
@@ -201,8 +199,7 @@ void users_h_orgs_delete(ias_req *r, void *arg)
     ias_principal p;
     PGresult *res = NULL, *keys = NULL;
 
-    if (users_authenticate(r, &p) != IAS_OK || (id = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "orgs:write", id) != IAS_OK)
+    if ((id = users_org_access(r, arg, "orgs:write", &p)) == NULL)
         return;
     const char *v[1] = {id};
     if (users_tx_begin(w, "*") != IAS_OK ||

@@ -41,8 +41,7 @@ void users_h_users_create(ias_req *r, void *arg)
     PGresult *res = NULL;
     cJSON *body;
 
-    if (users_authenticate(r, &p) != IAS_OK || (org = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "users:write", org) != IAS_OK)
+    if ((org = users_org_access(r, arg, "users:write", &p)) == NULL)
         return;
     body = users_body(r, create_fields, IAS_ARRAY_LEN(create_fields));
     if (body == NULL)
@@ -112,8 +111,7 @@ void users_h_users_list(ias_req *r, void *arg)
     users_page pg;
     PGresult *res = NULL;
 
-    if (users_authenticate(r, &p) != IAS_OK || (org = users_org_param(r)) == NULL ||
-        users_authorize(arg, r, &p, "users:read", org) != IAS_OK ||
+    if ((org = users_org_access(r, arg, "users:read", &p)) == NULL ||
         users_page_parse(r, &pg) != IAS_OK)
         return;
     const char *v[4] = {org, pg.cursor_ts, pg.cursor_id, pg.limit_s};

@@ -95,6 +95,9 @@ typedef struct users_field {
 /* Parses the body as a JSON object and checks every field: unknown, missing,
  * wrong type or over-long fields get a 400 naming the field. NULL when it
  * answered. */
+/* The prologue of every /orgs/{id}/... handler: an authenticated caller holding
+ * perm inside the path's org. Returns the org id, or NULL after answering. */
+const char *users_org_access(ias_req *r, void *arg, const char *perm, ias_principal *p);
 cJSON *users_body(ias_req *r, const users_field *fields, size_t n);
 /* The same for a nested object; where prefixes field names ("backends[0]."). */
 int users_check_obj(ias_req *r, const cJSON *obj, const users_field *fields, size_t n,

@@ -267,6 +267,16 @@ int users_check_obj(ias_req *r, const cJSON *body, const users_field *fields, si
     return IAS_OK;
 }
 
+const char *users_org_access(ias_req *r, void *arg, const char *perm, ias_principal *p)
+{
+    const char *org;
+
+    if (users_authenticate(r, p) != IAS_OK || (org = users_org_param(r)) == NULL ||
+        users_authorize(arg, r, p, perm, org) != IAS_OK)
+        return NULL;
+    return org;
+}
+
 cJSON *users_body(ias_req *r, const users_field *fields, size_t n)
 {
     cJSON *body = ias_req_json(r);
