@@ -144,28 +144,11 @@ void users_h_keys_list(ias_req *r, void *arg)
 static int load_key(ias_req *r, users_worker *w, const ias_principal *p, const char *own_perm,
                     const char *any_perm, PGresult **res)
 {
-    const char *id = users_org_param(r);
-
-    *res = NULL;
-    if (id == NULL)
+    if (users_lock_row(r, w, p,
+                       "SELECT " KEY_JSON "::text, k.id, k.org_id, k.user_id, k.key_hash, "
+                       "k.revoked_at IS NOT NULL FROM api_keys k WHERE k.id = $1 FOR UPDATE",
+                       "reading the key", res) != IAS_OK)
         return IAS_ERR;
-    const char *v[1] = {id};
-    if (users_tx_begin(w, users_scope(p)) != IAS_OK ||
-        users_q(w, res,
-                "SELECT " KEY_JSON "::text, k.id, k.org_id, k.user_id, k.key_hash, "
-                "k.revoked_at IS NOT NULL FROM api_keys k WHERE k.id = $1 FOR UPDATE",
-                1, v) != IAS_OK) {
-        users_tx_rollback(w);
-        users_db_error(r, w, "reading the key");
-        return IAS_ERR;
-    }
-    if (ias_pg_nrows(*res) == 0) {
-        users_tx_rollback(w);
-        ias_pg_clear(*res);
-        *res = NULL;
-        users_problem(r, 404, "not-found", "not found");
-        return IAS_ERR;
-    }
     bool own = strcmp(ias_pg_value(*res, 0, 3), p->user_id) == 0;
     if (users_authorize(ias_req_ctx(r), r, p,
                         own && !users_has_perm(r, p, any_perm) ? own_perm : any_perm,

@@ -141,26 +141,12 @@ static int load_user(ias_req *r, users_worker *w, const ias_principal *p, const 
 {
     const char *id = users_org_param(r);
 
-    *res = NULL;
-    if (id == NULL)
+    if (users_lock_row(r, w, p,
+                       "SELECT " USER_JSON ", u.id, u.org_id FROM users u JOIN roles r "
+                       "ON r.id = u.role_id WHERE u.id = $1 AND u.deleted_at IS NULL "
+                       "FOR UPDATE OF u",
+                       "reading the user", res) != IAS_OK)
         return IAS_ERR;
-    const char *v[1] = {id};
-    if (users_tx_begin(w, users_scope(p)) != IAS_OK ||
-        users_q(w, res,
-                "SELECT " USER_JSON ", u.id, u.org_id FROM users u JOIN roles r "
-                "ON r.id = u.role_id WHERE u.id = $1 AND u.deleted_at IS NULL FOR UPDATE OF u",
-                1, v) != IAS_OK) {
-        users_tx_rollback(w);
-        users_db_error(r, w, "reading the user");
-        return IAS_ERR;
-    }
-    if (ias_pg_nrows(*res) == 0) {
-        users_tx_rollback(w);
-        ias_pg_clear(*res);
-        *res = NULL;
-        users_problem(r, 404, "not-found", "not found");
-        return IAS_ERR;
-    }
     if (self_ok && strcmp(id, p->user_id) == 0)
         return IAS_OK;
     /* A system admin (no org) is visible only to system admins. */

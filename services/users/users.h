@@ -98,6 +98,11 @@ typedef struct users_field {
 /* The prologue of every /orgs/{id}/... handler: an authenticated caller holding
  * perm inside the path's org. Returns the org id, or NULL after answering. */
 const char *users_org_access(ias_req *r, void *arg, const char *perm, ias_principal *p);
+/* Opens the caller's scoped transaction and locks the one row sql selects for
+ * the path's {id} ($1). IAS_OK with the transaction open and *res holding the row;
+ * otherwise the answer (404 when invisible) is sent and nothing stays open. */
+int users_lock_row(ias_req *r, users_worker *w, const ias_principal *p, const char *sql,
+                   const char *what, PGresult **res);
 cJSON *users_body(ias_req *r, const users_field *fields, size_t n);
 /* The same for a nested object; where prefixes field names ("backends[0]."). */
 int users_check_obj(ias_req *r, const cJSON *obj, const users_field *fields, size_t n,

@@ -277,6 +277,31 @@ const char *users_org_access(ias_req *r, void *arg, const char *perm, ias_princi
     return org;
 }
 
+int users_lock_row(ias_req *r, users_worker *w, const ias_principal *p, const char *sql,
+                   const char *what, PGresult **res)
+{
+    const char *id = users_org_param(r);
+    const char *v[1];
+
+    *res = NULL;
+    if (id == NULL)
+        return IAS_ERR;
+    v[0] = id;
+    if (users_tx_begin(w, users_scope(p)) != IAS_OK || users_q(w, res, sql, 1, v) != IAS_OK) {
+        users_tx_rollback(w);
+        users_db_error(r, w, what);
+        return IAS_ERR;
+    }
+    if (ias_pg_nrows(*res) == 0) {
+        users_tx_rollback(w);
+        ias_pg_clear(*res);
+        *res = NULL;
+        users_problem(r, 404, "not-found", "not found");
+        return IAS_ERR;
+    }
+    return IAS_OK;
+}
+
 cJSON *users_body(ias_req *r, const users_field *fields, size_t n)
 {
     cJSON *body = ias_req_json(r);
