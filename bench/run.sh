@@ -32,6 +32,8 @@
 #   BENCH_PIN_STACK   [1]         pin Redis, RabbitMQ and PostgreSQL to the server core too
 #   BENCH_WRITE       [1]         0: print the table, leave bench/README.md alone
 #   BENCH_WRK_CPU     [0]         core for wrk; servers get BENCH_SERVER_CPU [1]
+#   BENCH_HOLD        [0]         1: start everything, write build/bench/hold.env,
+#                                 and wait (for profiling) instead of measuring
 set -euo pipefail
 # shellcheck disable=SC2034 # used by lib.sh
 IAS_LOG_TAG=bench
@@ -152,8 +154,9 @@ MOCK_LOG="$DIR/mockllm.log"
 IAS_BIND=127.0.0.1 IAS_PORT="$MOCK_PORT" IAS_WORKERS=1 IAS_MOCK_TTFT_MS=0 IAS_MOCK_TOKENS_PER_S=0 \
     IAS_MOCK_MAX_TOKENS_DEFAULT="$MAX_TOKENS" IAS_LOG_LEVEL="${IAS_LOG_LEVEL:-warn}" \
     "${SRV_PIN[@]}" "$MOCK_BIN" </dev/null >"$MOCK_LOG" 2>&1 &
-PIDS+=("$!")
-wait_http "http://127.0.0.1:$MOCK_PORT/health" "$!" "$MOCK_LOG"
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
+wait_http "http://127.0.0.1:$MOCK_PORT/health" "$MOCK_PID" "$MOCK_LOG"
 MOCK_URL="http://127.0.0.1:$MOCK_PORT"
 
 # ---- nginx hop in front of it
@@ -165,8 +168,9 @@ sed -e "s|@DIR@|$DIR|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@UPSTREAM_PORT@|$MOCK_
     { ias_tail_log "$DIR/nginx-error.log"; ias_die "nginx rejected $DIR/nginx.conf"; }
 "${SRV_PIN[@]}" "$NGINX" -e "$DIR/nginx-error.log" -p "$DIR" -c "$DIR/nginx.conf" \
     </dev/null >"$DIR/nginx-stdout.log" 2>&1 &
-PIDS+=("$!")
-wait_http "http://127.0.0.1:$NGINX_PORT/health" "$!" "$DIR/nginx-error.log"
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_http "http://127.0.0.1:$NGINX_PORT/health" "$NGINX_PID" "$DIR/nginx-error.log"
 
 # ---- a slow mockllm (1 token/s) for the open-streams measurement: model mock-slow
 SLOW_URL=""
@@ -185,6 +189,9 @@ fi
 # ---- ias: its own stack, migrated database, users, pdp, router, ingress
 ING_PID=""
 RTR_PID=""
+USERS_PID=""
+PDP_PID=""
+STACK_PIDS=""
 POLICY="-"
 if [ "$OWN_IAS" = 1 ]; then
     # Ports: given, else free ones (RabbitMQ also needs AMQP+1 and AMQP+2).
@@ -205,6 +212,9 @@ if [ "$OWN_IAS" = 1 ]; then
     # shellcheck disable=SC1091
     . "$STACK_DIR/stack.env"
     set +a
+    REDIS_PID="$(ias_read_pid "$STACK_DIR/redis/redis.pid")"
+    RABBIT_PID="$(ias_read_pid "$STACK_DIR/rabbitmq/rabbitmq.pid")"
+    PG_PID="$(ias_read_pid "$STACK_DIR/postgres/postmaster.pid")"
     if [ "$PIN_STACK" = 1 ] && [ "${#SRV_PIN[@]}" -gt 0 ]; then
         # The gateway's dependencies share the server core with it; forked
         # PostgreSQL backends inherit the postmaster's affinity.
@@ -229,12 +239,14 @@ if [ "$OWN_IAS" = 1 ]; then
 
     start_ias users /ready "${COMMON[@]}" IAS_PG_DSN="$DB_DSN" IAS_JWT_SECRET="$SECRET"
     USERS_URL="$SVC_URL"
+    USERS_PID="$SVC_PID"
     PDP_URL=""
     POLICY="built-in (allowed models)"
     if [ "$USE_PDP" = 1 ]; then
         start_ias pdp /ready IAS_PG_DSN="$DB_DSN" IAS_AMQP_URL="$IAS_AMQP_URL" IAS_INTERNAL_TOKEN="$TOKEN" \
             IAS_JWT_SECRET="$SECRET" IAS_SPOOL_DIR="$DIR/spool/pdp"
         PDP_URL="$SVC_URL"
+        PDP_PID="$SVC_PID"
         POLICY="ias-pdp"
     fi
     start_ias router /ready "${COMMON[@]}" IAS_USERS_URL="$USERS_URL" IAS_SPOOL_DIR="$DIR/spool/router"
@@ -352,6 +364,21 @@ for t in "${TARGETS[@]}"; do
     check_target "$name" "$base" "$key" "$hdrs"
 done
 
+# BENCH_HOLD=1: leave everything running for profiling (perf, callgrind,
+# your own wrk) instead of measuring; the addresses and pids go to hold.env.
+if [ "${BENCH_HOLD:-0}" = 1 ]; then
+    {
+        printf 'MOCK_URL=%s\nNGINX_URL=http://127.0.0.1:%s\nIAS_URL=%s\nIAS_KEY=%s\n' "$MOCK_URL" "$NGINX_PORT" "$IAS_URL" "$IAS_KEY"
+        printf 'MOCK_PID=%s\nNGINX_PID=%s\nING_PID=%s\nRTR_PID=%s\nPDP_PID=%s\nUSERS_PID=%s\n' \
+            "$MOCK_PID" "$NGINX_PID" "$ING_PID" "$RTR_PID" "$PDP_PID" "$USERS_PID"
+        printf 'REDIS_PID=%s\nRABBIT_PID=%s\nPG_PID=%s\nBODY_JSON=%s\n' "${REDIS_PID:-}" "${RABBIT_PID:-}" "${PG_PID:-}" \
+            "$DIR/chat-ias-json.lua"
+    } >"$DIR/hold.env"
+    for mode in $MODES; do lua_script "$mode" "$IAS_KEY" ias "" >/dev/null; done
+    ias_log "holding (BENCH_HOLD=1): see $DIR/hold.env; Ctrl-C or SIGTERM to stop everything"
+    while :; do sleep 3600 & wait $!; done
+fi
+
 # wrk's latency figures come with units (us, ms, s, m); print milliseconds.
 to_ms() {
     awk -v v="$1" 'BEGIN {
@@ -360,7 +387,33 @@ to_ms() {
         printf "%.3f", n }'
 }
 
+# CPU time (user + system, clock ticks) of each "name:pid" group given, the
+# pid and all its descendants (nginx's worker, PostgreSQL's backends), one
+# "name ticks" line per group. CPU per request does not depend on how busy
+# the machine was the way req/s does, so it is the figure to optimise.
+cpu_snapshot() {
+    awk -v groups="$*" '
+        BEGIN { n = split(groups, g, " "); for (i = 1; i <= n; i++) { split(g[i], kv, ":"); if (kv[2] != "") root[kv[2]] = kv[1] } }
+        { line = $0; sub(/^.*\) /, "", line); split(line, f, " ");
+          pid = $1; pp[pid] = f[2]; t[pid] = f[12] + f[13] }
+        END { for (p in t) { q = p; while (q != "" && q > 1) { if (q in root) { sum[root[q]] += t[p]; break } q = pp[q] } }
+              for (i = 1; i <= n; i++) { split(g[i], kv, ":"); if (kv[2] != "") print kv[1], sum[kv[1]] + 0 } }' \
+        < <(cat /proc/[0-9]*/stat 2>/dev/null) # processes come and go: cat skips them
+}
+cpu_groups() {
+    case "$1" in
+    mockllm) echo "mockllm:$MOCK_PID" ;;
+    nginx) echo "nginx:$NGINX_PID mockllm:$MOCK_PID" ;;
+    ias) [ -z "$ING_PID" ] || echo "ingress:$ING_PID router:$RTR_PID redis:${REDIS_PID:-} rabbitmq:${RABBIT_PID:-}" \
+        "pdp:$PDP_PID users:$USERS_PID postgres:${PG_PID:-} mockllm:$MOCK_PID" ;;
+    portkey) echo "portkey:$PK_PID mockllm:$MOCK_PID" ;;
+    esac
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
 RESULTS="$DIR/results.tsv"
+CPU="$DIR/cpu.tsv"
+printf 'target\tmode\tconns\tgroup\tus_per_request\n' >"$CPU"
 printf 'target\tmode\tconns\trps\tp50\tp99\terrors\n' >"$RESULTS"
 for mode in $MODES; do
     for c in $CONNS; do
@@ -368,9 +421,25 @@ for mode in $MODES; do
             IFS='|' read -r name base key hdrs <<<"$t"
             out="$DIR/wrk-$name-$mode-$c.txt"
             ias_log "$name $mode c=$c ${SECS}s"
+            # No accounting consumer runs here: empty the usage queue before
+            # each ias cell so the broker works as it does behind a consumer
+            # that keeps up, not with a backlog of every earlier cell's events.
+            if [ "$name" = ias ] && [ "$STACK_STARTED" = 1 ]; then
+                stack rabbitmqctl purge_queue ias.usage >/dev/null 2>&1 || ias_log "warning: could not purge ias.usage"
+            fi
+            groups="$(cpu_groups "$name")"
+            cpu_before="$(cpu_snapshot "$groups")"
             "${WRK_PIN[@]}" wrk -t1 -c"$c" -d"${SECS}s" --timeout 10s --latency \
                 -s "$(lua_script "$mode" "$key" "$name" "$hdrs")" "$base/v1/chat/completions" >"$out" 2>&1 ||
                 { cat "$out" >&2; ias_die "wrk failed against $name"; }
+            cpu_after="$(cpu_snapshot "$groups")"
+            nreq="$(awk '/requests in/ {print $1; exit}' "$out")"
+            if [ -n "$groups" ] && [ "${nreq:-0}" -gt 0 ]; then
+                printf '%s\n%s\n' "$cpu_before" "$cpu_after" | awk -v n="$nreq" -v us="$TICK_US" \
+                    -v pre="$name	$mode	$c" '
+                    { if ($1 in a) d[$1] = $2 - a[$1]; else { a[$1] = $2; o[++k] = $1 } }
+                    END { for (i = 1; i <= k; i++) printf "%s\t%s\t%.1f\n", pre, o[i], d[o[i]] * us / n }' >>"$CPU"
+            fi
             rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
             p50="$(awk '$1 == "50%" {print $2}' "$out")"
             p99="$(awk '$1 == "99%" {print $2}' "$out")"
@@ -459,6 +528,15 @@ TABLE="$DIR/results.md"
             function ratio(a, b, d) { return (b > 0) ? sprintf(d, a / b) : "-" }
             END { for (j = 1; j <= n; j++) { k = order[j];
                 printf "| %s | %s | %.0f | %.0f | %s | %s | %s |\n", m[k], c[k], ir[k], pr[k], ratio(ir[k], pr[k], "%.1f"), ratio(i5[k], p5[k], "%.2f"), ratio(i9[k], p9[k], "%.2f") } }' "$RESULTS"
+    fi
+    if [ "$(wc -l <"$CPU")" -gt 1 ]; then
+        echo
+        echo '| server CPU per request (µs, user + system) | mode | conns | total | by process |'
+        echo '|---|---|---:|---:|---|'
+        awk -F'\t' '
+            NR == 1 { next }
+            { k = $1 "|" $2 "|" $3; if (!(k in tot)) o[++n] = k; tot[k] += $5; by[k] = by[k] (by[k] == "" ? "" : ", ") $4 " " sprintf("%.0f", $5) }
+            END { for (i = 1; i <= n; i++) { split(o[i], f, "|"); printf "| %s | %s | %s | %.0f | %s |\n", f[1], f[2], f[3], tot[o[i]], by[o[i]] } }' "$CPU"
     fi
     if [ "$(wc -l <"$RSS")" -gt 1 ]; then
         echo

@@ -99,11 +99,12 @@ ias_stop_pid() {
     fi
 }
 
-# A TCP port on 127.0.0.1 nobody listens on (random in 20000-59999).
+# A TCP port on 127.0.0.1 nobody listens on (random in 20000-31999, below the
+# kernel's ephemeral range, so outgoing connections do not take it meanwhile).
 ias_free_port() {
     local port
     for _ in $(seq 1 200); do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % 12000)) # below the ephemeral range
         if ! ias_port_listening "$port"; then
             printf '%s\n' "$port"
             return 0

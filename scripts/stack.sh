@@ -554,7 +554,10 @@ rmq_launch() {
     local argv=()
     mapfile -d '' argv < <(as_user_argv rabbitmq)
     # A clean environment: nothing from the caller's RABBITMQ_*/ERL_* leaks in,
-    # and /etc/rabbitmq is not read (our own env and config files).
+    # and /etc/rabbitmq is not read (our own env and config files). +sbwt none:
+    # idle Erlang schedulers sleep instead of spinning, so on a host shared with
+    # the services the broker does not burn the CPU they need (RabbitMQ's advice
+    # for shared and containerised hosts).
     local pid
     pid="$(spawn "$RMQ_CONSOLE_LOG" "${argv[@]}" env -i \
         PATH=/usr/bin:/bin LC_ALL=C.UTF-8 LANG=C.UTF-8 HOME="$RMQ_DIR" \
@@ -571,7 +574,7 @@ rmq_launch() {
         RABBITMQ_LOG_BASE="$RMQ_DIR/log" \
         RABBITMQ_LOGS="$RMQ_LOG" \
         RABBITMQ_PID_FILE="$RMQ_PID" \
-        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none" \
         sh -c 'cd "$HOME" && exec "$1"' sh "$RMQ_BIN/rabbitmq-server")"
     printf '%s\n' "$pid" >"$RMQ_LAUNCHER_PID"
 }

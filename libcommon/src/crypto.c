@@ -109,14 +109,13 @@ void ias_uuid_v4_fast(char out[IAS_UUID_STR_LEN + 1])
     uuid_format(b, out);
 }
 
-void ias_uuid_v7(char out[IAS_UUID_STR_LEN + 1])
+/* b holds 16 random bytes; the first 8 become the time and version fields. */
+static void uuid_v7_from(uint8_t b[16], char out[IAS_UUID_STR_LEN + 1])
 {
-    uint8_t b[16];
     struct timespec ts;
 
     if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
         ias_die("crypto: clock_gettime failed");
-    random_or_die(b, sizeof(b));
 
     uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     /* RFC 9562 §6.2 method 3: rand_a holds the sub-millisecond fraction in
@@ -129,6 +128,22 @@ void ias_uuid_v7(char out[IAS_UUID_STR_LEN + 1])
     b[7] = (uint8_t)(frac & 0xff);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC variant */
     uuid_format(b, out);
+}
+
+void ias_uuid_v7(char out[IAS_UUID_STR_LEN + 1])
+{
+    uint8_t b[16];
+
+    random_or_die(b, sizeof(b));
+    uuid_v7_from(b, out);
+}
+
+void ias_uuid_v7_fast(char out[IAS_UUID_STR_LEN + 1])
+{
+    uint8_t b[16];
+
+    ias_fast_random(b, sizeof(b));
+    uuid_v7_from(b, out);
 }
 
 bool ias_uuid_valid(const char *str)

@@ -279,8 +279,7 @@ void ias_hs_req_free(ias_req *r)
         w->free_reqs = r;
         w->nfree_reqs++;
         /* under ASan a pooled request stays poisoned, use-after-free is still caught */
-        ASAN_POISON_MEMORY_REGION((char *)r + sizeof(r->w),
-                                  offsetof(ias_req, next_reap) - sizeof(r->w));
+        IAS_POISON((char *)r + sizeof(r->w), offsetof(ias_req, next_reap) - sizeof(r->w));
         return;
     }
     free(r);
@@ -292,7 +291,7 @@ static ias_req *req_alloc(ias_worker *w)
 
     if (!r)
         return ias_xcalloc(1, sizeof(*r));
-    ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r));
+    IAS_UNPOISON(r, sizeof(*r));
     w->free_reqs = r->next_reap;
     w->nfree_reqs--;
     memset(r, 0, sizeof(*r));
@@ -303,7 +302,7 @@ void ias_hs_req_pool_free(ias_worker *w)
 {
     while (w->free_reqs) {
         ias_req *r = w->free_reqs;
-        ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r));
+        IAS_UNPOISON(r, sizeof(*r));
         w->free_reqs = r->next_reap;
         free(r);
     }

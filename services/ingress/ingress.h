@@ -58,6 +58,7 @@ typedef struct ingress_ctx {
     int64_t reservation_ttl_ms;
     int64_t org_rps_default, key_rps_default; /* 0 = unlimited */
     int connect_ms, first_byte_ms, idle_ms, total_ms, lookup_ms;
+    long long max_idle; /* idle upstream connections per host and worker */
     size_t stream_high_water;
     size_t max_body_bytes;
     ingress_inval inval;

@@ -33,6 +33,8 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_UPSTREAM_FIRST_BYTE_TIMEOUT", IAS_CFG_MS, "120s", 1, 3600000,
      "router response head (covers the model's time to first token)"},
     {"IAS_UPSTREAM_IDLE_TIMEOUT", IAS_CFG_MS, "120s", 1, 3600000, "gap between response bytes"},
+    {"IAS_UPSTREAM_MAX_IDLE", IAS_CFG_INT, "256", 1, 65536,
+     "idle keep-alive connections kept per upstream service and worker"},
     {"IAS_UPSTREAM_TOTAL_TIMEOUT", IAS_CFG_MS, "0", 0, 86400000, "whole call (0: none)"},
     {"IAS_LOOKUP_TIMEOUT", IAS_CFG_MS, "2s", 1, 60000, "users / pdp lookups on the request path"},
     {"IAS_STREAM_HIGH_WATER", IAS_CFG_BYTES, "64k", 1024, 64 << 20,
@@ -65,7 +67,7 @@ static int worker_init(ias_worker *iw, void *arg)
     ias_http_client_opts ho = {.connect_ms = ctx->connect_ms,
                                .first_byte_ms = ctx->first_byte_ms,
                                .idle_ms = ctx->idle_ms,
-                               .max_idle_per_host = 64};
+                               .max_idle_per_host = (size_t)ctx->max_idle};
 
     w->ctx = ctx;
     w->redis = ias_redis_async_new(ias_worker_base(iw), ctx->redis_url);
@@ -167,6 +169,7 @@ static int load_ctx(const ias_config *cfg, ingress_ctx *ctx)
     ctx->connect_ms = (int)ias_config_ms(cfg, "IAS_UPSTREAM_CONNECT_TIMEOUT");
     ctx->first_byte_ms = (int)ias_config_ms(cfg, "IAS_UPSTREAM_FIRST_BYTE_TIMEOUT");
     ctx->idle_ms = (int)ias_config_ms(cfg, "IAS_UPSTREAM_IDLE_TIMEOUT");
+    ctx->max_idle = ias_config_int(cfg, "IAS_UPSTREAM_MAX_IDLE");
     ctx->total_ms = (int)ias_config_ms(cfg, "IAS_UPSTREAM_TOTAL_TIMEOUT");
     if (ctx->total_ms == 0)
         ctx->total_ms = -1;

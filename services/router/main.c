@@ -39,6 +39,9 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_UPSTREAM_IDLE_TIMEOUT", IAS_CFG_MS, "60s", 10, 3600000,
      "stream: longest gap between events"},
     {"IAS_UPSTREAM_TOTAL_TIMEOUT", IAS_CFG_MS, "10m", 100, 86400000, "whole upstream call"},
+    {"IAS_UPSTREAM_MAX_IDLE", IAS_CFG_INT, "256", 1, 65536,
+     "idle keep-alive connections kept per backend and worker (more concurrent calls than "
+     "this reconnect each time)"},
     {"IAS_HEALTH_INTERVAL", IAS_CFG_MS, "5s", 100, 3600000, "active backend health checks"},
     {"IAS_HEALTH_TIMEOUT", IAS_CFG_MS, "2s", 10, 60000, "one health check"},
     {"IAS_BREAKER_FAILURES", IAS_CFG_INT, "3", 1, 1000,
@@ -74,6 +77,7 @@ static void load_cfg(const ias_config *cfg, router_cfg *c)
     c->connect_ms = ias_config_ms(cfg, "IAS_UPSTREAM_CONNECT_TIMEOUT");
     c->first_token_ms = ias_config_ms(cfg, "IAS_UPSTREAM_FIRST_TOKEN_TIMEOUT");
     c->idle_ms = ias_config_ms(cfg, "IAS_UPSTREAM_IDLE_TIMEOUT");
+    c->max_idle = ias_config_int(cfg, "IAS_UPSTREAM_MAX_IDLE");
     c->total_ms = ias_config_ms(cfg, "IAS_UPSTREAM_TOTAL_TIMEOUT");
     c->health_interval_ms = ias_config_ms(cfg, "IAS_HEALTH_INTERVAL");
     c->health_timeout_ms = ias_config_ms(cfg, "IAS_HEALTH_TIMEOUT");
@@ -92,7 +96,8 @@ static int worker_init(ias_worker *w, void *arg)
 {
     router_ctx *ctx = arg;
     router_worker *rw = ias_xcalloc(1, sizeof(*rw));
-    ias_http_client_opts ho = {.connect_ms = (int)ctx->cfg.connect_ms};
+    ias_http_client_opts ho = {.connect_ms = (int)ctx->cfg.connect_ms,
+                               .max_idle_per_host = (size_t)ctx->cfg.max_idle};
 
     if (ias_random_bytes(&rw->rng, sizeof(rw->rng)) != IAS_OK)
         rw->rng = ias_now_us() ^ (uint64_t)(uintptr_t)rw;
@@ -121,6 +126,7 @@ static void worker_fini(ias_worker *w, void *arg)
     ias_http_client_free(rw->http);
     ias_redis_async_free(rw->redis);
     (void)event_base_loop(ias_worker_base(w), EVLOOP_NONBLOCK); /* deferred frees */
+    router_proxy_worker_fini(rw);
     router_gr_cache_free(rw->grc);
     free(rw);
     ias_worker_set_data(w, NULL);

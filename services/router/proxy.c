@@ -35,6 +35,7 @@ enum {
     MAX_FWD_HEADERS = 24,
     MAX_EVENT_BYTES = 1024 * 1024, /* one SSE event from upstream */
     MAX_ERROR_BODY = 64 * 1024,    /* upstream error bodies we pass on */
+    SPARE_CALLS_MAX = 64,          /* released call records kept per worker */
 };
 
 typedef enum { FAIL_NONE = 0, FAIL_CONNECT, FAIL_TIMEOUT, FAIL_UPSTREAM } fail_kind;
@@ -45,6 +46,7 @@ typedef struct buf {
 } buf;
 
 typedef struct rcall {
+    struct rcall *next_spare; /* on the worker's spare list */
     router_ctx *ctx;
     router_worker *w;
     ias_req *r; /* NULL once the client left or the reply completed */
@@ -159,7 +161,39 @@ static void rcall_free(rcall *c)
     free(c->body_buf.data);
     free(c->pending.data);
     router_registry_release(c->snap);
+    if (c->w->nspare_calls < SPARE_CALLS_MAX) {
+        c->next_spare = c->w->spare_calls;
+        c->w->spare_calls = c;
+        c->w->nspare_calls++;
+        IAS_POISON(c, sizeof(*c));
+        return;
+    }
     free(c);
+}
+
+static rcall *rcall_new(router_worker *w)
+{
+    rcall *c = w->spare_calls;
+
+    if (c == NULL)
+        return ias_xcalloc(1, sizeof(*c));
+    IAS_UNPOISON(c, sizeof(*c));
+    w->spare_calls = c->next_spare;
+    w->nspare_calls--;
+    memset(c, 0, sizeof(*c));
+    return c;
+}
+
+void router_proxy_worker_fini(router_worker *rw)
+{
+    while (rw->spare_calls != NULL) {
+        rcall *c = rw->spare_calls;
+
+        IAS_UNPOISON(c, sizeof(*c));
+        rw->spare_calls = c->next_spare;
+        free(c);
+    }
+    rw->nspare_calls = 0;
 }
 
 /* ---- finishing: settle + usage event ---- */
@@ -180,7 +214,7 @@ static void publish_usage(rcall *c, long long prompt, long long completion)
     router_usage_event e = {0};
     char *json;
 
-    ias_uuid_v7(event_id);
+    ias_uuid_v7_fast(event_id);
     e.event_id = event_id;
     e.request_id = c->request_id;
     e.org_id = c->org;
@@ -894,7 +928,7 @@ static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
     if ((body = ias_req_json(r)) == NULL)
         return; /* answered 400 */
 
-    c = ias_xcalloc(1, sizeof(*c));
+    c = rcall_new(worker_of(r));
     c->ctx = ctx;
     c->w = worker_of(r);
     c->r = r;

@@ -72,6 +72,7 @@ typedef struct router_cfg {
     long long pdp_timeout_ms;
     long long registry_ttl_ms;
     long long connect_ms, first_token_ms, idle_ms, total_ms;
+    long long max_idle; /* idle upstream connections per backend and worker */
     long long health_interval_ms, health_timeout_ms;
     long long breaker_failures, breaker_cooldown_ms;
     long long max_attempts;
@@ -110,6 +111,10 @@ typedef struct router_worker {
     ias_redis_async *redis;
     router_gr_cache *grc; /* compiled guardrail profiles by version id */
     uint64_t rng;
+    /* Released call records kept for reuse: a record is a few KiB, and
+     * allocating one per request made glibc consolidate its fast bins. */
+    struct rcall *spare_calls;
+    unsigned nspare_calls;
 } router_worker;
 
 /* ---- registry.c ---- */
@@ -174,5 +179,7 @@ void router_guard_free(router_guard *g);   /* cancels a pending fetch */
 /* ---- proxy.c ---- */
 void router_handle_chat(ias_req *r, void *ctx);
 void router_handle_completions(ias_req *r, void *ctx);
+/* Frees the worker's spare call records (at worker teardown). */
+void router_proxy_worker_fini(router_worker *rw);
 
 #endif

@@ -6,6 +6,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Objects kept on a free list for reuse stay poisoned under ASan, so a use
+ * after release is still caught; no-ops in other builds. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define IAS_POISON(addr, size) ASAN_POISON_MEMORY_REGION(addr, size)
+#define IAS_UNPOISON(addr, size) ASAN_UNPOISON_MEMORY_REGION(addr, size)
+#else
+#define IAS_POISON(addr, size) ((void)(addr), (void)(size))
+#define IAS_UNPOISON(addr, size) ((void)(addr), (void)(size))
+#endif
+
 /* Few return codes, always checked (nginx NGX_OK/NGX_ERROR/NGX_AGAIN). */
 enum {
     IAS_OK = 0,

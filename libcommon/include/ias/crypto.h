@@ -36,8 +36,11 @@ void ias_uuid_v7(char out[IAS_UUID_STR_LEN + 1]);
  * keys, tokens, secrets or anything an attacker gains by predicting. A process
  * that forks must not use it in the child before exec (the state is copied). */
 void ias_fast_random(void *buf, size_t len);
-/* A v4 UUID from ias_fast_random (request ids). */
+/* A v4 UUID from ias_fast_random (request ids, reservation ids). */
 void ias_uuid_v4_fast(char out[IAS_UUID_STR_LEN + 1]);
+/* A v7 UUID whose random bits come from ias_fast_random (event ids: unique and
+ * time-ordered, guarding nothing). */
+void ias_uuid_v7_fast(char out[IAS_UUID_STR_LEN + 1]);
 /* True for the canonical 8-4-4-4-12 hex form (either case), any version.
  * Reads at most 37 bytes of str. */
 bool ias_uuid_valid(const char *str);
