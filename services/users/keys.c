@@ -120,7 +120,9 @@ void users_h_keys_list(ias_req *r, void *arg)
         (void)ias_strlcpy(user, p.user_id, sizeof(user));
     const char *v[6] = {org[0] ? org : NULL, user[0] ? user : NULL, pg.cursor_ts, pg.cursor_id,
                         pg.limit_s,          users_scope(&p)};
-    if (users_tx_begin(w, users_scope(&p)) != IAS_OK ||
+    /* An org's page comes off api_keys_org_created_idx (own keys: _org_user_idx)
+     * in order, stopping at the LIMIT; users_tx_begin_page says why. */
+    if (users_tx_begin_page(w, users_scope(&p)) != IAS_OK ||
         users_q(w, &res,
                 "SELECT " KEY_JSON "::text, " USERS_TS(
                     "k.created_at") ", k.id FROM api_keys k "

@@ -115,7 +115,7 @@ void users_h_users_list(ias_req *r, void *arg)
         users_page_parse(r, &pg) != IAS_OK)
         return;
     const char *v[4] = {org, pg.cursor_ts, pg.cursor_id, pg.limit_s};
-    if (users_tx_begin(w, users_scope(&p)) != IAS_OK ||
+    if (users_tx_begin_page(w, users_scope(&p)) != IAS_OK ||
         users_q(w, &res,
                 "SELECT " USER_JSON ", " USERS_TS(
                     "u.created_at") ", u.id FROM users u "

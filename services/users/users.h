@@ -133,6 +133,11 @@ int users_db_error(ias_req *r, users_worker *w, const char *what);
 /* BEGIN and scope the transaction for row-level security: org_id, or "*" for
  * every org (system admins and pre-auth lookups). */
 int users_tx_begin(users_worker *w, const char *org_scope) IAS_MUSTCHECK;
+/* The same for reading one keyset page ("(created_at, id) > cursor ORDER BY
+ * created_at, id LIMIT n") off an index that yields that order: bitmap scans
+ * are off for the transaction, so the plan walks the index and stops at the
+ * LIMIT even when the statistics are stale (see util.c). */
+int users_tx_begin_page(users_worker *w, const char *org_scope) IAS_MUSTCHECK;
 int users_tx_commit(users_worker *w) IAS_MUSTCHECK;
 void users_tx_rollback(users_worker *w);
 /* Scope of a principal: "*" for system admins, else its org. */

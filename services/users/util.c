@@ -82,7 +82,8 @@ int users_q(users_worker *w, PGresult **out, const char *sql, int n, const char 
     return IAS_OK;
 }
 
-int users_tx_begin(users_worker *w, const char *org_scope)
+/* BEGIN, then one statement of set_config(..., true) calls, whose $1 is the scope. */
+static int tx_begin_with(users_worker *w, const char *settings_sql, const char *org_scope)
 {
     const char *v[1] = {org_scope};
 
@@ -90,13 +91,33 @@ int users_tx_begin(users_worker *w, const char *org_scope)
         save_err(w);
         return IAS_ERR;
     }
-    /* Local to this transaction: the RLS policies compare org_id with it. */
-    if (ias_pg_exec(w->pg, "SELECT set_config('ias.org_id', $1, true)", 1, v, NULL) != IAS_OK) {
+    if (ias_pg_exec(w->pg, settings_sql, 1, v, NULL) != IAS_OK) {
         save_err(w);
         ias_pg_rollback(w->pg);
         return IAS_ERR;
     }
     return IAS_OK;
+}
+
+int users_tx_begin(users_worker *w, const char *org_scope)
+{
+    /* Local to this transaction: the RLS policies compare org_id with it. */
+    return tx_begin_with(w, "SELECT set_config('ias.org_id', $1, true)", org_scope);
+}
+
+int users_tx_begin_page(users_worker *w, const char *org_scope)
+{
+    /* A page of 50 keys from an org of thousands whose keys were created after
+     * the last ANALYZE: the planner expects ~20 rows, prefers a bitmap scan of
+     * every row of the org plus a top-N sort (O(org) per page, several ms),
+     * over the ordered index scan that stops at the LIMIT. Without bitmap scans
+     * the ordered index scan is always the cheapest plan for a keyset page on a
+     * (..., created_at, id) index; where no index gives the order (a system
+     * admin listing every org's keys) nothing changes. Same round trip. */
+    return tx_begin_with(w,
+                         "SELECT set_config('ias.org_id', $1, true), "
+                         "set_config('enable_bitmapscan', 'off', true)",
+                         org_scope);
 }
 
 int users_tx_commit(users_worker *w)
