@@ -23,7 +23,8 @@ SECS=${BENCH_SECONDS:-10}
 W=$B/bench/audit
 mkdir -p "$W"
 export IAS_STACK_DIR=${BENCH_STACK_DIR:-$B/bench2-stack}
-export IAS_PG_PORT=${IAS_PG_PORT:-57432} IAS_REDIS_PORT=${IAS_REDIS_PORT:-57379} IAS_AMQP_PORT=${IAS_AMQP_PORT:-57672}
+# Below the kernel's ephemeral range, the same stack as bench/users.sh.
+export IAS_PG_PORT=${IAS_PG_PORT:-27432} IAS_REDIS_PORT=${IAS_REDIS_PORT:-27379} IAS_AMQP_PORT=${IAS_AMQP_PORT:-27672}
 export IAS_JWT_SECRET=bench-secret-0123456789abcdef0123456789
 for t in psql pgbench curl python3 openssl jq; do command -v $t >/dev/null || { echo "$t not found"; exit 1; }; done
 
