@@ -2,6 +2,7 @@
 #include "ias/crypto.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -278,12 +279,25 @@ ssize_t ias_hex_decode(const char *in, size_t inlen, void *out, size_t outcap)
     return (ssize_t)(inlen / 2);
 }
 
+/* EVP_sha256() makes OpenSSL 3 look the implementation up on every call (a
+ * lock and a property query); fetched once, it is reused by every thread. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (sha256_md == NULL)
+        ias_die("crypto: EVP_MD_fetch(SHA256) failed");
+}
+
 void ias_sha256(const void *data, size_t len, uint8_t out[IAS_SHA256_LEN])
 {
     static const unsigned char empty[1] = {0};
     unsigned int outlen = 0;
 
-    if (EVP_Digest(len > 0 ? data : empty, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
+    pthread_once(&sha256_once, sha256_fetch);
+    if (EVP_Digest(len > 0 ? data : empty, len, out, &outlen, sha256_md, NULL) != 1 ||
         outlen != IAS_SHA256_LEN)
         ias_die("crypto: EVP_Digest(sha256) failed");
 }

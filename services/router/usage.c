@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ias/common.h"
+#include "ias/jsonw.h"
 
 /* No CR anywhere (what every backend we know sends): line ends are LFs only,
  * found with memchr; an event ends at the first empty line. */
@@ -89,52 +90,135 @@ static void read_usage(router_usage *u, const cJSON *usage)
     u->completion = (long long)c->valuedouble;
 }
 
-static size_t count_substr(const char *data, size_t len, const char *needle, const char **first)
+/* The end of the string whose opening quote is at p (the closing quote), or
+ * NULL; *escaped tells whether it holds a backslash or a control byte, i.e.
+ * whether its raw bytes may differ from what cJSON makes of them. */
+static const char *string_end(const char *p, const char *end, bool *escaped)
 {
-    size_t n = 0, nl = strlen(needle);
-    const char *p = data, *end = data + len;
-
-    *first = NULL;
-    while (p < end) {
-        const char *m = memmem(p, (size_t)(end - p), needle, nl);
-        if (m == NULL)
-            break;
-        if (n++ == 0)
-            *first = m;
-        p = m + nl;
+    *escaped = false;
+    for (const char *q = p + 1; q < end; q++) {
+        q = memchr(q, '"', (size_t)(end - q));
+        if (q == NULL)
+            return NULL;
+        size_t slashes = 0;
+        for (const char *b = q; b > p + 1 && b[-1] == '\\'; b--)
+            slashes++;
+        if (slashes % 2 == 0) {
+            /* a backslash, or a control byte (cJSON would cut at a NUL) */
+            *escaped = false;
+            for (const char *c = p + 1; c < q && !*escaped; c++)
+                *escaped = *c == '\\' || (unsigned char)*c < ' ';
+            return q;
+        }
     }
-    return n;
+    return NULL;
 }
 
+/* cJSON's notion of whitespace: every byte up to and including the space. */
+static bool is_space(char c)
+{
+    return (unsigned char)c <= ' ';
+}
+
+static bool key_is(const char *k, size_t n, const char *want)
+{
+    return strlen(want) == n && memcmp(k, want, n) == 0;
+}
+
+enum { FAST_MAX_DEPTH = 16 };
+
 /* The common chunk, {..."choices":[{"index":0,"delta":{"content":"..."},...}]}
- * with no usage, counted without building a cJSON tree. An unescaped `"` cannot
- * occur inside a JSON string, so `"content":"` in the raw bytes is a key
- * followed by a string value. Anything less plain (no compact "choices", more
- * than one choice, "text"/"message" choices, logprobs, tool calls, a usage
- * object, whitespace around the colon) returns false and takes the full parse. */
+ * without usage, counted by one scan of the bytes that follows the nesting
+ * instead of a cJSON tree. It counts exactly what count_choices would for a
+ * valid JSON object, or returns false and leaves the chunk to the full parse:
+ * a "usage" member, more than one choice, "text"/"message" choices, a key
+ * with an escape in it, a content value starting with an escape, nesting
+ * deeper than FAST_MAX_DEPTH. */
 static bool usage_chunk_fast(router_usage *u, const char *data, size_t len)
 {
-    const char *m, *content;
-    size_t nc;
+    /* role of each open container: */
+    enum { R_OTHER = 0, R_ROOT, R_CHOICES, R_CHOICE, R_DELTA };
+    unsigned char role[FAST_MAX_DEPTH];
+    const char *end = data + len, *key = NULL;
+    size_t keylen = 0, nchoices = 0, nchoices_keys = 0, ndelta_keys = 0;
+    int depth = 0;
+    bool counted_one = false, content_seen = false;
 
-    if (len < 2 || data[0] != '{' || memmem(data, len, "\"usage\"", 7) != NULL ||
-        count_substr(data, len, "\"choices\":[", &m) != 1 ||
-        count_substr(data, len, "\"choices\"", &m) != 1 ||
-        memmem(data, len, "\"text\"", 6) != NULL || memmem(data, len, "\"message\"", 9) != NULL ||
-        count_substr(data, len, "\"index\"", &m) > 1)
+    if (len < 2 || data[0] != '{')
         return false;
-    nc = count_substr(data, len, "\"content\"", &content);
-    if (nc == 0)
-        return true;
-    if (nc != 1)
-        return false;
-    m = content + 9; /* after "content" */
-    if ((size_t)(data + len - m) >= 3 && m[0] == ':' && m[1] == '"') {
-        if (m[2] != '"')
-            u->counted++;
-        return true;
+    for (const char *p = data; p < end; p++) {
+        char c = *p;
+
+        if (c == '{' || c == '[') {
+            unsigned char r = R_OTHER, parent = depth > 0 ? role[depth - 1] : R_OTHER;
+            if (depth == FAST_MAX_DEPTH)
+                return false;
+            if (depth == 0)
+                r = c == '{' ? R_ROOT : R_OTHER;
+            else if (parent == R_ROOT && c == '[' && key && key_is(key, keylen, "choices"))
+                r = R_CHOICES;
+            else if (parent == R_CHOICES && c == '{') {
+                r = R_CHOICE;
+                if (++nchoices > 1)
+                    return false;
+            } else if (parent == R_CHOICE && c == '{' && key && key_is(key, keylen, "delta"))
+                r = R_DELTA;
+            role[depth++] = r;
+            key = NULL;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return false;
+            depth--;
+            key = NULL;
+            if (depth == 0)
+                break; /* the root closed; like cJSON, ignore what follows */
+        } else if (c == '"') {
+            bool escaped;
+            const char *q = string_end(p, end, &escaped), *after;
+            unsigned char in = depth > 0 ? role[depth - 1] : R_OTHER;
+
+            if (q == NULL)
+                return false;
+            after = q + 1;
+            while (after < end && is_space(*after))
+                after++;
+            if (after < end && *after == ':' &&
+                (in == R_ROOT || in == R_CHOICE || in == R_DELTA || in == R_OTHER)) {
+                if (escaped && in != R_OTHER)
+                    return false; /* compared raw, a key must be plain */
+                key = p + 1;
+                keylen = (size_t)(q - p - 1);
+                if (in == R_ROOT && key_is(key, keylen, "usage"))
+                    return false;
+                /* cJSON reads the first of duplicate keys: leave those to it */
+                if ((in == R_ROOT && key_is(key, keylen, "choices") && nchoices_keys++ > 0) ||
+                    (in == R_CHOICE && key_is(key, keylen, "delta") && ndelta_keys++ > 0))
+                    return false;
+                if (in == R_CHOICE &&
+                    (key_is(key, keylen, "text") || key_is(key, keylen, "message")))
+                    return false;
+                p = after; /* the colon */
+                if (in == R_DELTA && key_is(key, keylen, "content") && !content_seen) {
+                    const char *v = after + 1;
+                    content_seen = true;
+                    while (v < end && is_space(*v))
+                        v++;
+                    if (v + 1 < end && *v == '"') {
+                        if (v[1] == '\\' || (v[1] != '"' && (unsigned char)v[1] < ' '))
+                            return false; /* "\u0000..." would be empty to cJSON */
+                        counted_one = v[1] != '"';
+                    }
+                }
+                continue;
+            }
+            p = q; /* a value: skip it */
+        }
     }
-    return (size_t)(data + len - m) >= 5 && memcmp(m, ":null", 5) == 0;
+    if (depth != 0)
+        return false;
+    if (counted_one)
+        u->counted++;
+    return true;
 }
 
 int router_usage_chunk(router_usage *u, const char *data, size_t len, bool *usage_only)
@@ -192,44 +276,32 @@ long long router_usage_completion(const router_usage *u, bool complete)
     return u->counted;
 }
 
-static void add_str(cJSON *o, const char *name, const char *v)
-{
-    if (v == NULL || v[0] == '\0')
-        cJSON_AddNullToObject(o, name);
-    else
-        cJSON_AddStringToObject(o, name, v);
-}
-
+/* Written directly, one event per request: a cJSON tree cost ~20 small
+ * allocations here. */
 char *router_usage_event_json(const router_usage_event *e)
 {
-    cJSON *o = cJSON_CreateObject();
+    ias_jsonw w;
     char when[32];
-    char *out;
 
-    if (o == NULL)
-        ias_die("router: out of memory");
     ias_iso8601_ms(e->occurred_wall_ms, when, sizeof(when));
-    cJSON_AddStringToObject(o, "event_id", e->event_id);
-    cJSON_AddStringToObject(o, "occurred_at", when);
-    cJSON_AddStringToObject(o, "request_id", e->request_id);
-    cJSON_AddStringToObject(o, "org_id", e->org_id);
-    add_str(o, "user_id", e->user_id);
-    add_str(o, "api_key_id", e->api_key_id);
-    cJSON_AddStringToObject(o, "model", e->model);
-    add_str(o, "backend", e->backend);
-    cJSON_AddNumberToObject(o, "prompt_tokens", (double)e->prompt_tokens);
-    cJSON_AddNumberToObject(o, "completion_tokens", (double)e->completion_tokens);
-    cJSON_AddNumberToObject(o, "status", e->status);
+    ias_jsonw_begin(&w, 512);
+    ias_jsonw_str(&w, "event_id", e->event_id);
+    ias_jsonw_str(&w, "occurred_at", when);
+    ias_jsonw_str(&w, "request_id", e->request_id);
+    ias_jsonw_str(&w, "org_id", e->org_id);
+    ias_jsonw_str_or_null(&w, "user_id", e->user_id);
+    ias_jsonw_str_or_null(&w, "api_key_id", e->api_key_id);
+    ias_jsonw_str(&w, "model", e->model);
+    ias_jsonw_str_or_null(&w, "backend", e->backend);
+    ias_jsonw_int(&w, "prompt_tokens", e->prompt_tokens);
+    ias_jsonw_int(&w, "completion_tokens", e->completion_tokens);
+    ias_jsonw_int(&w, "status", e->status);
     if (e->ttft_ms < 0)
-        cJSON_AddNullToObject(o, "ttft_ms");
+        ias_jsonw_null(&w, "ttft_ms");
     else
-        cJSON_AddNumberToObject(o, "ttft_ms", (double)e->ttft_ms);
-    cJSON_AddNumberToObject(o, "duration_ms", (double)e->duration_ms);
-    cJSON_AddBoolToObject(o, "stream", e->stream);
-    cJSON_AddBoolToObject(o, "aborted", e->aborted);
-    out = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (out == NULL)
-        ias_die("router: out of memory");
-    return out;
+        ias_jsonw_int(&w, "ttft_ms", e->ttft_ms);
+    ias_jsonw_int(&w, "duration_ms", e->duration_ms);
+    ias_jsonw_bool(&w, "stream", e->stream);
+    ias_jsonw_bool(&w, "aborted", e->aborted);
+    return ias_jsonw_end(&w);
 }

@@ -73,8 +73,13 @@ static void test_chunk_fast_path(void **state)
         {"{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}", true},
         {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"say \\\"content\\\":\\\"x\"}}]}",
          true},
-        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\": \"spaced\"}}]}", false},
-        {"{\"choices\": [{\"index\":0,\"delta\":{\"content\":\"a\"}}]}", false},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\": \"spaced\"}}]}", true},
+        {"{\"choices\": [{\"index\":0,\"delta\":{\"content\":\"a\"}}]}", true},
+        {"{\"delta\":{\"content\":\"a\"},\"choices\":[{\"index\":0}]}", true},
+        {"{\"choices\":[{\"index\":0,\"deltd\":{\"content\":\"a\"}}]}", true},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"say \\\"content\":\"a\"}}]}", false},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"con\\u0074ent\":\"a\"}}]}", false},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\u0000\"}}]}", false},
         {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}},"
          "{\"index\":1,\"delta\":{\"content\":\"b\"}}]}",
          false},
@@ -82,7 +87,7 @@ static void test_chunk_fast_path(void **state)
         {"{\"choices\":[{\"index\":0,\"message\":{\"content\":\"m\"}}]}", false},
         {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"logprobs\":{\"content\":[]}}]"
          "}",
-         false},
+         true},
         {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}],\"usage\":null}", false},
         {"{\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}", false},
     };
