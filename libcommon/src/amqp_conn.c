@@ -287,12 +287,16 @@ int ias_amqp_publish_raw(ias_amqp_conn *c, uint16_t channel, const char *exchang
                          size_t len)
 {
     amqp_basic_properties_t props;
-    amqp_table_entry_t hdr[2];
+    amqp_table_entry_t hdr[3];
+    amqp_field_value_t *ids = NULL;
     int nhdr = 0, rc;
 
+    if (p->npack > IAS_AMQP_PACK_MAX)
+        return IAS_ERR;
     memset(&props, 0, sizeof(props));
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.content_type = amqp_cstring_bytes("application/json");
+    props.content_type =
+        amqp_cstring_bytes(p->npack > 0 ? IAS_AMQP_CONTENT_TYPE_PACK : IAS_AMQP_CONTENT_TYPE_JSON);
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
     if (p->message_id && *p->message_id) {
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
@@ -318,6 +322,19 @@ int ias_amqp_publish_raw(ias_amqp_conn *c, uint16_t channel, const char *exchang
         hdr[nhdr].value.value.bytes = amqp_cstring_bytes(p->orig_key);
         nhdr++;
     }
+    if (p->npack > 0) {
+        /* One array of long strings: the consumer gives line i message id i. */
+        ids = ias_xmalloc(p->npack * sizeof(*ids));
+        for (size_t i = 0; i < p->npack; i++) {
+            ids[i].kind = AMQP_FIELD_KIND_UTF8;
+            ids[i].value.bytes = amqp_cstring_bytes(p->pack_ids[i]);
+        }
+        hdr[nhdr].key = amqp_cstring_bytes(IAS_AMQP_HDR_MESSAGE_IDS);
+        hdr[nhdr].value.kind = AMQP_FIELD_KIND_ARRAY;
+        hdr[nhdr].value.value.array.num_entries = (int)p->npack;
+        hdr[nhdr].value.value.array.entries = ids;
+        nhdr++;
+    }
     if (nhdr > 0) {
         props._flags |= AMQP_BASIC_HEADERS_FLAG;
         props.headers.num_entries = nhdr;
@@ -326,5 +343,6 @@ int ias_amqp_publish_raw(ias_amqp_conn *c, uint16_t channel, const char *exchang
     rc = amqp_basic_publish(c->st, channel, amqp_cstring_bytes(exchange),
                             amqp_cstring_bytes(routing_key), 0, 0, &props,
                             (amqp_bytes_t){.len = len, .bytes = (void *)body});
+    free(ids);
     return ias_amqp_conn_check_status(c, rc, "basic.publish");
 }

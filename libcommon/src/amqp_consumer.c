@@ -6,7 +6,13 @@
  * RETRY copy to the queue: tx.commit-ok means the copy is enqueued (and on disk
  * for a durable queue), and only then is the original acked. tx.commit is a
  * synchronous RPC, during which librabbitmq queues deliveries arriving on
- * channel 1; amqp_consume_message returns those queued frames first. */
+ * channel 1; amqp_consume_message returns those queued frames first.
+ *
+ * A pack delivery (content_type application/x-ndjson, one event per line, ids
+ * in x-ias-message-ids) is unpacked: handlers see each event on its own. Its
+ * events that were not ACKed leave it individually before the pack is acked:
+ * on channel 2, in the same kind of transaction, RETRY ones as one copy to the
+ * queue and dead ones each alone to ias.events.dlx. */
 #include "ias/amqp.h"
 
 #include <inttypes.h>
@@ -23,6 +29,8 @@
 #define POLL_MS 250 /* stop flag latency and idle wake-up */
 #define RETRY_CAP_MS 5000
 #define MAX_HEADERS 64
+/* Most events one pack may carry (its ids must fit in one 128 KiB frame). */
+#define PACK_EVENTS_MAX 16384
 
 typedef struct consumer {
     const ias_consumer_opts *o;
@@ -111,34 +119,59 @@ static int dead_letter(consumer *c, uint64_t tag)
     return ias_amqp_conn_check_status(c->conn, rc, "basic.reject");
 }
 
+static bool bytes_is(amqp_bytes_t b, const char *s)
+{
+    size_t n = strlen(s);
+    return b.len == n && (n == 0 || memcmp(b.bytes, s, n) == 0);
+}
+
+/* Copies the headers of p into out (at most cap), leaving out those named in
+ * skip: the ones the caller is about to set again. */
+static int keep_headers(const amqp_basic_properties_t *p, amqp_table_entry_t *out, int cap,
+                        const char *const *skip, size_t nskip)
+{
+    int n = 0;
+
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return 0;
+    for (int i = 0; i < p->headers.num_entries && n < cap; i++) {
+        const amqp_table_entry_t *e = &p->headers.entries[i];
+        bool drop = false;
+        for (size_t j = 0; j < nskip && !drop; j++)
+            drop = bytes_is(e->key, skip[j]);
+        if (!drop)
+            out[n++] = *e;
+    }
+    return n;
+}
+
+static void set_header(amqp_table_entry_t *e, const char *key, const char *val)
+{
+    e->key = amqp_cstring_bytes(key);
+    e->value.kind = AMQP_FIELD_KIND_UTF8;
+    e->value.value.bytes = amqp_cstring_bytes(val);
+}
+
+static void set_attempts(amqp_table_entry_t *e, int attempt)
+{
+    e->key = amqp_cstring_bytes(IAS_AMQP_HDR_ATTEMPTS);
+    e->value.kind = AMQP_FIELD_KIND_I32;
+    e->value.value.i32 = attempt;
+}
+
 /* Republishes a copy with x-ias-attempts = attempt to this queue only (the
  * default exchange), commits, then acks the original. */
 static int republish(consumer *c, const amqp_envelope_t *env, const ias_amqp_msg *m)
 {
+    static const char *const skip[] = {IAS_AMQP_HDR_ATTEMPTS, IAS_AMQP_HDR_ROUTING_KEY};
     amqp_connection_state_t st = ias_amqp_conn_state(c->conn);
     amqp_basic_properties_t props = env->message.properties;
     amqp_table_entry_t hdr[MAX_HEADERS + 2];
-    int n = 0, rc;
+    int n, rc;
 
-    if (props._flags & AMQP_BASIC_HEADERS_FLAG) {
-        for (int i = 0; i < props.headers.num_entries && n < MAX_HEADERS; i++) {
-            const amqp_table_entry_t *e = &props.headers.entries[i];
-            if ((e->key.len == strlen(IAS_AMQP_HDR_ATTEMPTS) &&
-                 memcmp(e->key.bytes, IAS_AMQP_HDR_ATTEMPTS, e->key.len) == 0) ||
-                (e->key.len == strlen(IAS_AMQP_HDR_ROUTING_KEY) &&
-                 memcmp(e->key.bytes, IAS_AMQP_HDR_ROUTING_KEY, e->key.len) == 0))
-                continue;
-            hdr[n++] = *e;
-        }
-    }
-    hdr[n].key = amqp_cstring_bytes(IAS_AMQP_HDR_ATTEMPTS);
-    hdr[n].value.kind = AMQP_FIELD_KIND_I32;
-    hdr[n].value.value.i32 = m->attempt;
-    n++;
-    hdr[n].key = amqp_cstring_bytes(IAS_AMQP_HDR_ROUTING_KEY);
-    hdr[n].value.kind = AMQP_FIELD_KIND_UTF8;
-    hdr[n].value.value.bytes = amqp_cstring_bytes(m->routing_key);
-    n++;
+    n = keep_headers(&props, hdr, MAX_HEADERS, skip, IAS_ARRAY_LEN(skip));
+    set_attempts(&hdr[n++], m->attempt);
+    set_header(&hdr[n++], IAS_AMQP_HDR_ROUTING_KEY, m->routing_key);
     props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
     props.headers.num_entries = n;
     props.headers.entries = hdr;
@@ -155,45 +188,148 @@ static int republish(consumer *c, const amqp_envelope_t *env, const ias_amqp_msg
     return ack(c, env->delivery_tag);
 }
 
-/* One delivery as handed to a handler, with the buffers its strings point to. */
-typedef struct slot {
-    char rk[IAS_AMQP_SHORTSTR_MAX + 1], mid[IAS_AMQP_SHORTSTR_MAX + 1];
-    char type[IAS_AMQP_SHORTSTR_MAX + 1], reason[256];
-    ias_amqp_msg m;
-} slot;
+/* ---- deliveries and the events they carry -------------------------------- */
 
-static void fill_msg(const consumer *c, const amqp_envelope_t *env, slot *s)
+/* One event as handed to a handler, with the buffers its strings point to. */
+typedef struct sub {
+    char mid[IAS_AMQP_SHORTSTR_MAX + 1], reason[256];
+    ias_amqp_msg m;
+    ias_consume_result res;
+    bool handled; /* false: decided before any handler (body over max_body) */
+} sub;
+
+/* One delivery: a single event or a pack, its events subs[first, first + n). */
+typedef struct dlv {
+    const amqp_envelope_t *env;
+    char rk[IAS_AMQP_SHORTSTR_MAX + 1], type[IAS_AMQP_SHORTSTR_MAX + 1];
+    const amqp_array_t *ids; /* a pack's x-ias-message-ids; NULL: one event */
+    const char *bad;         /* a malformed pack, dead-lettered whole: why */
+    int attempt;
+    size_t first, n;
+} dlv;
+
+/* A pack's id array, NULL if env is not a pack (content_type application/json
+ * or none: one event, exactly as before packs existed). *malformed is set when
+ * it claims to be a pack without a usable id array. */
+static const amqp_array_t *pack_ids(const amqp_envelope_t *env, bool *malformed)
+{
+    const amqp_basic_properties_t *p = &env->message.properties;
+    const amqp_table_entry_t *h;
+
+    *malformed = false;
+    if (!(p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) ||
+        !bytes_is(p->content_type, IAS_AMQP_CONTENT_TYPE_PACK))
+        return NULL;
+    h = find_header(p, IAS_AMQP_HDR_MESSAGE_IDS);
+    if (!h || h->value.kind != AMQP_FIELD_KIND_ARRAY || h->value.value.array.num_entries < 1 ||
+        h->value.value.array.num_entries > PACK_EVENTS_MAX) {
+        *malformed = true;
+        return NULL;
+    }
+    return &h->value.value.array;
+}
+
+/* Events in a delivery, for batch sizing (a malformed pack counts as one). */
+static size_t delivery_events(const amqp_envelope_t *env)
+{
+    bool malformed;
+    const amqp_array_t *ids = pack_ids(env, &malformed);
+    return ids ? (size_t)ids->num_entries : 1;
+}
+
+static void scan_delivery(const amqp_envelope_t *env, dlv *d)
 {
     const amqp_basic_properties_t *p = &env->message.properties;
     const amqp_table_entry_t *h;
     int64_t prev = 0;
+    bool malformed;
 
-    copy_bytes(s->rk, sizeof(s->rk), env->routing_key);
+    memset(d, 0, sizeof(*d));
+    d->env = env;
+    copy_bytes(d->rk, sizeof(d->rk), env->routing_key);
     if ((h = find_header(p, IAS_AMQP_HDR_ROUTING_KEY)) &&
         (h->value.kind == AMQP_FIELD_KIND_UTF8 || h->value.kind == AMQP_FIELD_KIND_BYTES))
-        copy_bytes(s->rk, sizeof(s->rk), h->value.value.bytes);
-    s->mid[0] = s->type[0] = s->reason[0] = '\0';
-    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        copy_bytes(s->mid, sizeof(s->mid), p->message_id);
+        copy_bytes(d->rk, sizeof(d->rk), h->value.value.bytes);
     if (p->_flags & AMQP_BASIC_TYPE_FLAG)
-        copy_bytes(s->type, sizeof(s->type), p->type);
+        copy_bytes(d->type, sizeof(d->type), p->type);
     if ((h = find_header(p, IAS_AMQP_HDR_ATTEMPTS)))
         prev = field_int(&h->value);
     if (prev < 0 || prev > 1000000)
         prev = 0;
+    d->attempt = (int)prev + 1;
+    d->n = 1;
+    d->ids = pack_ids(env, &malformed);
+    if (malformed) {
+        d->bad = "no valid " IAS_AMQP_HDR_MESSAGE_IDS " header";
+        d->n = 0;
+        return;
+    }
+    if (d->ids) {
+        const char *b = env->message.body.bytes, *end = b + env->message.body.len;
+        size_t lines = 1;
+        for (int i = 0; i < d->ids->num_entries; i++) {
+            int k = d->ids->entries[i].kind;
+            if (k != AMQP_FIELD_KIND_UTF8 && k != AMQP_FIELD_KIND_BYTES) {
+                d->bad = "a message id that is not a string";
+                d->n = 0;
+                return;
+            }
+        }
+        while (b < end && (b = memchr(b, '\n', (size_t)(end - b))) != NULL) {
+            lines++;
+            b++;
+        }
+        if (lines != (size_t)d->ids->num_entries) {
+            d->bad = "body lines and message ids do not match";
+            d->n = 0;
+            return;
+        }
+        d->n = lines;
+    }
+}
 
-    memset(&s->m, 0, sizeof(s->m));
-    s->m.queue = c->queue;
-    s->m.routing_key = s->rk;
-    s->m.message_id = s->mid;
-    s->m.type = s->type;
-    s->m.body = env->message.body.bytes;
-    s->m.body_len = env->message.body.len;
-    s->m.timestamp_s = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? (int64_t)p->timestamp : 0;
-    s->m.attempt = (int)prev + 1;
-    s->m.redelivered = env->redelivered;
-    s->m.reason = s->reason;
-    s->m.reason_len = sizeof(s->reason);
+/* Fills subs[d->first, d->first + d->n): line i of a pack gets message id i. */
+static void fill_subs(const consumer *c, const dlv *d, sub *subs)
+{
+    const amqp_envelope_t *env = d->env;
+    const amqp_basic_properties_t *p = &env->message.properties;
+    const char *b = env->message.body.bytes, *end = b + env->message.body.len;
+
+    for (size_t i = 0; i < d->n; i++) {
+        sub *s = &subs[d->first + i];
+        const char *nl = NULL;
+        size_t len;
+
+        s->reason[0] = '\0';
+        if (d->ids) {
+            nl = b < end ? memchr(b, '\n', (size_t)(end - b)) : NULL;
+            len = nl ? (size_t)(nl - b) : (size_t)(end - b);
+            copy_bytes(s->mid, sizeof(s->mid), d->ids->entries[i].value.bytes);
+        } else {
+            len = env->message.body.len;
+            s->mid[0] = '\0';
+            if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+                copy_bytes(s->mid, sizeof(s->mid), p->message_id);
+        }
+        memset(&s->m, 0, sizeof(s->m));
+        s->m.queue = c->queue;
+        s->m.routing_key = d->rk;
+        s->m.message_id = s->mid;
+        s->m.type = d->type;
+        s->m.body = b;
+        s->m.body_len = len;
+        s->m.timestamp_s = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? (int64_t)p->timestamp : 0;
+        s->m.attempt = d->attempt;
+        s->m.redelivered = env->redelivered;
+        s->m.reason = s->reason;
+        s->m.reason_len = sizeof(s->reason);
+        s->res = IAS_CONSUME_REJECT;
+        s->handled = len <= c->max_body;
+        if (!s->handled)
+            snprintf(s->reason, sizeof(s->reason), "body of %zu bytes over %zu", len, c->max_body);
+        if (d->ids && nl)
+            b = nl + 1;
+    }
 }
 
 /* The pause before republishing a RETRY of attempt. */
@@ -208,114 +344,265 @@ static int retry_pause_ms(const consumer *c, int attempt)
     return (int)(d > RETRY_CAP_MS ? RETRY_CAP_MS : d);
 }
 
-/* Acts on a handler's verdict. pause: sleep before a RETRY republish. */
-static int dispose(consumer *c, const amqp_envelope_t *env, slot *s, ias_consume_result res,
-                   bool pause)
+static const char *reason_of(sub *s, const char *dflt)
 {
-    const char *mid = s->mid, *rk = s->rk, *reason = s->reason;
-
     s->reason[sizeof(s->reason) - 1] = '\0';
-    switch (res) {
+    return s->reason[0] ? s->reason : dflt;
+}
+
+/* Acts on the verdict for a delivery that is one event (the pause before a
+ * RETRY republish was already taken). */
+static int dispose(consumer *c, const dlv *d, sub *s)
+{
+    const amqp_envelope_t *env = d->env;
+
+    switch (s->res) {
     case IAS_CONSUME_ACK:
         ias_counter_inc(c->m_ack);
         return ack(c, env->delivery_tag);
     case IAS_CONSUME_RETRY:
         if (s->m.attempt >= c->max_attempts) {
             ias_warn(NULL, "consumer %s: message %s (%s) on %s dead-lettered after %d attempts: %s",
-                     c->name, mid, rk, c->queue, s->m.attempt, reason[0] ? reason : "retry");
+                     c->name, s->mid, d->rk, c->queue, s->m.attempt, reason_of(s, "retry"));
             return dead_letter(c, env->delivery_tag);
         }
         ias_info(NULL, "consumer %s: message %s (%s) on %s will be retried (attempt %d/%d): %s",
-                 c->name, mid, rk, c->queue, s->m.attempt, c->max_attempts,
-                 reason[0] ? reason : "retry");
-        if (pause) {
-            sleep_stoppable(c, retry_pause_ms(c, s->m.attempt));
-            if (stop_requested(c))
-                return IAS_OK; /* unacked: redelivered after we close */
-        }
+                 c->name, s->mid, d->rk, c->queue, s->m.attempt, c->max_attempts,
+                 reason_of(s, "retry"));
         return republish(c, env, &s->m);
     case IAS_CONSUME_REJECT:
     default:
-        ias_warn(NULL, "consumer %s: message %s (%s) on %s dead-lettered: %s", c->name, mid, rk,
-                 c->queue, reason[0] ? reason : "rejected by handler");
+        ias_warn(NULL, "consumer %s: message %s (%s) on %s dead-lettered: %s", c->name, s->mid,
+                 d->rk, c->queue, reason_of(s, "rejected by handler"));
         return dead_letter(c, env->delivery_tag);
     }
 }
 
-static bool too_big(consumer *c, const slot *s)
+/* One event of a pack, alone, to the dead-letter exchange with its original
+ * routing key (as the queue's own dead-lettering would route it), the pack's
+ * properties and headers (x-ias-attempts and x-ias-routing-key included), its
+ * own message id, and why: x-ias-dead-reason, x-ias-dead-queue. */
+static int publish_dead(consumer *c, const dlv *d, const sub *s, const char *why)
 {
-    if (s->m.body_len <= c->max_body)
-        return false;
-    ias_warn(NULL, "consumer %s: message %s on %s dead-lettered: body of %zu bytes over %zu",
-             c->name, s->mid, c->queue, s->m.body_len, c->max_body);
-    return true;
+    static const char *const skip[] = {IAS_AMQP_HDR_MESSAGE_IDS, IAS_AMQP_HDR_DEAD_REASON,
+                                       IAS_AMQP_HDR_DEAD_QUEUE};
+    amqp_basic_properties_t props = d->env->message.properties;
+    amqp_table_entry_t hdr[MAX_HEADERS + 2];
+    int n, rc;
+
+    n = keep_headers(&props, hdr, MAX_HEADERS, skip, IAS_ARRAY_LEN(skip));
+    set_header(&hdr[n++], IAS_AMQP_HDR_DEAD_REASON, why);
+    set_header(&hdr[n++], IAS_AMQP_HDR_DEAD_QUEUE, c->queue);
+    props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                    AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+    props.headers.num_entries = n;
+    props.headers.entries = hdr;
+    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    props.content_type = amqp_cstring_bytes(IAS_AMQP_CONTENT_TYPE_JSON);
+    props.message_id = amqp_cstring_bytes(s->mid);
+    rc = amqp_basic_publish(ias_amqp_conn_state(c->conn), 2, amqp_cstring_bytes(IAS_AMQP_DLX),
+                            amqp_cstring_bytes(d->rk), 0, 0, &props,
+                            (amqp_bytes_t){.len = s->m.body_len, .bytes = (void *)s->m.body});
+    return ias_amqp_conn_check_status(c->conn, rc, "basic.publish (dead letter)");
 }
 
-static int handle(consumer *c, const amqp_envelope_t *env)
+/* The events of a pack to retry, as one copy to this queue (a pack again if
+ * there are several) with x-ias-attempts = attempt, like republish(). */
+static int publish_retry(consumer *c, const dlv *d, sub *const *r, size_t k)
 {
-    slot s;
+    static const char *const skip[] = {IAS_AMQP_HDR_ATTEMPTS, IAS_AMQP_HDR_ROUTING_KEY,
+                                       IAS_AMQP_HDR_MESSAGE_IDS};
+    amqp_basic_properties_t props = d->env->message.properties;
+    amqp_table_entry_t hdr[MAX_HEADERS + 3];
+    amqp_field_value_t *ids = NULL;
+    amqp_bytes_t body = {.len = r[0]->m.body_len, .bytes = (void *)r[0]->m.body};
+    char *buf = NULL;
+    int n, rc;
 
-    fill_msg(c, env, &s);
-    if (too_big(c, &s))
-        return dead_letter(c, env->delivery_tag);
-    return dispose(c, env, &s, c->o->handler(&s.m, c->o->arg), true);
+    n = keep_headers(&props, hdr, MAX_HEADERS, skip, IAS_ARRAY_LEN(skip));
+    set_attempts(&hdr[n++], d->attempt);
+    set_header(&hdr[n++], IAS_AMQP_HDR_ROUTING_KEY, d->rk);
+    props.content_type = amqp_cstring_bytes(IAS_AMQP_CONTENT_TYPE_JSON);
+    if (k > 1) {
+        size_t len = k - 1;
+        char *w;
+        for (size_t i = 0; i < k; i++)
+            len += r[i]->m.body_len;
+        w = buf = ias_xmalloc(len);
+        ids = ias_xmalloc(k * sizeof(*ids));
+        for (size_t i = 0; i < k; i++) {
+            if (i > 0)
+                *w++ = '\n';
+            if (r[i]->m.body_len)
+                memcpy(w, r[i]->m.body, r[i]->m.body_len);
+            w += r[i]->m.body_len;
+            ids[i].kind = AMQP_FIELD_KIND_UTF8;
+            ids[i].value.bytes = amqp_cstring_bytes(r[i]->mid);
+        }
+        body = (amqp_bytes_t){.len = len, .bytes = buf};
+        hdr[n].key = amqp_cstring_bytes(IAS_AMQP_HDR_MESSAGE_IDS);
+        hdr[n].value.kind = AMQP_FIELD_KIND_ARRAY;
+        hdr[n].value.value.array.num_entries = (int)k;
+        hdr[n].value.value.array.entries = ids;
+        n++;
+        props.content_type = amqp_cstring_bytes(IAS_AMQP_CONTENT_TYPE_PACK);
+    }
+    props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                    AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+    props.headers.num_entries = n;
+    props.headers.entries = hdr;
+    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    props.message_id = amqp_cstring_bytes(r[0]->mid);
+    rc = amqp_basic_publish(ias_amqp_conn_state(c->conn), 2, amqp_empty_bytes,
+                            amqp_cstring_bytes(c->queue), 0, 0, &props, body);
+    free(ids);
+    free(buf);
+    return ias_amqp_conn_check_status(c->conn, rc, "basic.publish (retry)");
 }
 
-/* Batch mode: one batch_handler call for envs[0..n), then each verdict. */
-static int handle_batch(consumer *c, const amqp_envelope_t *envs, size_t n)
+/* Acts on the verdicts for the events of a pack. If all were ACKed the pack is
+ * acked. Otherwise, in one transaction on channel 2, the events to RETRY go
+ * back to the queue as one copy and each event to dead-letter (REJECT, too
+ * big, or out of attempts) goes alone to ias.events.dlx; after tx.commit-ok
+ * the pack is acked. A crash before the ack redelivers the whole pack: the
+ * ACKed events then come again (consumers deduplicate by event id), never
+ * less. */
+static int dispose_pack(consumer *c, const dlv *d, sub *s)
 {
-    slot *slots = ias_xcalloc(n, sizeof(*slots));
-    ias_amqp_msg *msgs = ias_xcalloc(n, sizeof(*msgs));
-    ias_consume_result *res = ias_xcalloc(n, sizeof(*res));
-    size_t *idx = ias_xcalloc(n, sizeof(*idx));
-    size_t k = 0;
+    sub **retry = ias_xcalloc(d->n, sizeof(*retry));
+    size_t nretry = 0, ndead = 0, nack = 0;
+    int rc = IAS_OK;
+
+    for (size_t i = 0; i < d->n && rc == IAS_OK; i++) {
+        char why[320];
+        if (s[i].res == IAS_CONSUME_ACK) {
+            nack++;
+            continue;
+        }
+        if (s[i].res == IAS_CONSUME_RETRY && s[i].m.attempt < c->max_attempts) {
+            ias_info(NULL, "consumer %s: message %s (%s) on %s will be retried (attempt %d/%d): %s",
+                     c->name, s[i].mid, d->rk, c->queue, s[i].m.attempt, c->max_attempts,
+                     reason_of(&s[i], "retry"));
+            retry[nretry++] = &s[i];
+            continue;
+        }
+        if (s[i].res == IAS_CONSUME_RETRY) {
+            snprintf(why, sizeof(why), "after %d attempts: %s", s[i].m.attempt,
+                     reason_of(&s[i], "retry"));
+            ias_warn(NULL, "consumer %s: message %s (%s) on %s dead-lettered after %d attempts: %s",
+                     c->name, s[i].mid, d->rk, c->queue, s[i].m.attempt, reason_of(&s[i], "retry"));
+        } else {
+            snprintf(why, sizeof(why), "%s", reason_of(&s[i], "rejected by handler"));
+            ias_warn(NULL, "consumer %s: message %s (%s) on %s dead-lettered: %s", c->name,
+                     s[i].mid, d->rk, c->queue, why);
+        }
+        rc = publish_dead(c, d, &s[i], why);
+        ndead++;
+    }
+    if (rc == IAS_OK && nretry > 0)
+        rc = publish_retry(c, d, retry, nretry);
+    if (rc == IAS_OK && nretry + ndead > 0) {
+        amqp_tx_commit(ias_amqp_conn_state(c->conn), 2);
+        rc = ias_amqp_conn_check_rpc(c->conn, "tx.commit (pack)");
+    }
+    if (rc == IAS_OK) {
+        ias_counter_add(c->m_ack, nack);
+        ias_counter_add(c->m_retry, nretry);
+        ias_counter_add(c->m_reject, ndead);
+        rc = ack(c, d->env->delivery_tag);
+    }
+    free(retry);
+    return rc;
+}
+
+static int dispose_delivery(consumer *c, const dlv *d, sub *subs)
+{
+    if (d->bad) {
+        const amqp_basic_properties_t *p = &d->env->message.properties;
+        char mid[IAS_AMQP_SHORTSTR_MAX + 1] = "";
+        if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+            copy_bytes(mid, sizeof(mid), p->message_id);
+        ias_warn(NULL, "consumer %s: message %s (%s) on %s dead-lettered: malformed pack: %s",
+                 c->name, mid, d->rk, c->queue, d->bad);
+        return dead_letter(c, d->env->delivery_tag);
+    }
+    if (!d->ids)
+        return dispose(c, d, &subs[d->first]);
+    return dispose_pack(c, d, &subs[d->first]);
+}
+
+/* Handles envs[0..n): unpacks the packs, hands every event to the batch
+ * handler at once (or to the handler one by one), takes one RETRY pause, then
+ * acts on the verdicts delivery by delivery. */
+static int process(consumer *c, const amqp_envelope_t *envs, size_t n)
+{
+    dlv *ds = ias_xcalloc(n, sizeof(*ds));
+    sub *subs;
+    ias_amqp_msg *msgs = NULL;
+    ias_consume_result *res = NULL;
+    size_t *idx = NULL, total = 0, k = 0;
     int pause = 0, rc = IAS_OK;
+    bool all_ack = true;
 
-    for (size_t i = 0; i < n && rc == IAS_OK; i++) {
-        fill_msg(c, &envs[i], &slots[i]);
-        if (too_big(c, &slots[i]))
-            rc = dead_letter(c, envs[i].delivery_tag);
-        else
-            idx[k++] = i;
+    for (size_t i = 0; i < n; i++) {
+        scan_delivery(&envs[i], &ds[i]);
+        ds[i].first = total;
+        total += ds[i].n;
+        all_ack = all_ack && !ds[i].bad;
     }
-    if (rc == IAS_OK && k > 0) {
-        for (size_t j = 0; j < k; j++) {
-            msgs[j] = slots[idx[j]].m;
-            res[j] = IAS_CONSUME_REJECT;
+    subs = ias_xcalloc(total ? total : 1, sizeof(*subs));
+    for (size_t i = 0; i < n; i++)
+        fill_subs(c, &ds[i], subs);
+    if (c->o->batch_handler) {
+        msgs = ias_xcalloc(total ? total : 1, sizeof(*msgs));
+        res = ias_xcalloc(total ? total : 1, sizeof(*res));
+        idx = ias_xcalloc(total ? total : 1, sizeof(*idx));
+        for (size_t j = 0; j < total; j++) {
+            if (!subs[j].handled)
+                continue;
+            msgs[k] = subs[j].m; /* reason still points into subs[j] */
+            res[k] = IAS_CONSUME_REJECT;
+            idx[k++] = j;
         }
-        c->o->batch_handler(msgs, k, res, c->o->arg);
-        /* Handlers write reasons through msgs[j].reason, which points into the slot. */
-        for (size_t j = 0; j < k; j++) {
-            int a = slots[idx[j]].m.attempt;
-            if (res[j] == IAS_CONSUME_RETRY && a < c->max_attempts && retry_pause_ms(c, a) > pause)
-                pause = retry_pause_ms(c, a);
-        }
-        if (pause > 0) {
-            sleep_stoppable(c, pause);
-            if (stop_requested(c))
-                k = 0; /* unacked: redelivered after we close */
-        }
-        bool all_ack = k == n;
-        for (size_t j = 0; j < k && all_ack; j++)
-            all_ack = res[j] == IAS_CONSUME_ACK;
-        if (all_ack) {
-            /* Everything unacked on the channel is this batch: one frame acks it. */
-            uint64_t last = envs[0].delivery_tag;
-            for (size_t i = 1; i < n; i++)
-                last = envs[i].delivery_tag > last ? envs[i].delivery_tag : last;
-            ias_counter_add(c->m_ack, k);
-            rc = ias_amqp_conn_check_status(
-                c->conn, amqp_basic_ack(ias_amqp_conn_state(c->conn), 1, last, 1),
-                "basic.ack (multiple)");
-            k = 0;
-        }
-        for (size_t j = 0; j < k && rc == IAS_OK; j++)
-            rc = dispose(c, &envs[idx[j]], &slots[idx[j]], res[j], false);
+        if (k > 0)
+            c->o->batch_handler(msgs, k, res, c->o->arg);
+        for (size_t j = 0; j < k; j++)
+            subs[idx[j]].res = res[j];
+    } else {
+        for (size_t j = 0; j < total; j++)
+            if (subs[j].handled)
+                subs[j].res = c->o->handler(&subs[j].m, c->o->arg);
     }
+    for (size_t j = 0; j < total; j++) {
+        int a = subs[j].m.attempt;
+        all_ack = all_ack && subs[j].res == IAS_CONSUME_ACK;
+        if (subs[j].res == IAS_CONSUME_RETRY && a < c->max_attempts && retry_pause_ms(c, a) > pause)
+            pause = retry_pause_ms(c, a);
+    }
+    if (pause > 0) {
+        sleep_stoppable(c, pause);
+        if (stop_requested(c))
+            goto out; /* unacked: redelivered after we close */
+    }
+    if (all_ack) {
+        /* Everything unacked on the channel is this batch: one frame acks it. */
+        uint64_t last = envs[0].delivery_tag;
+        for (size_t i = 1; i < n; i++)
+            last = envs[i].delivery_tag > last ? envs[i].delivery_tag : last;
+        ias_counter_add(c->m_ack, total);
+        rc = ias_amqp_conn_check_status(
+            c->conn, amqp_basic_ack(ias_amqp_conn_state(c->conn), 1, last, n > 1),
+            n > 1 ? "basic.ack (multiple)" : "basic.ack");
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == IAS_OK; i++)
+        rc = dispose_delivery(c, &ds[i], subs);
+out:
     free(idx);
     free(res);
     free(msgs);
-    free(slots);
+    free(subs);
+    free(ds);
     return rc;
 }
 
@@ -381,17 +668,20 @@ static int collect_batch(consumer *c, amqp_envelope_t *first)
     amqp_connection_state_t st = ias_amqp_conn_state(c->conn);
     amqp_envelope_t *envs = ias_xcalloc(c->batch_max, sizeof(*envs));
     uint64_t deadline = ias_now_ms() + (uint64_t)c->batch_wait_ms;
-    size_t n = 1;
+    size_t n = 1, events = delivery_events(first);
     int rc = IAS_OK;
 
+    /* batch_max counts events: a pack is never split, so the batch may end
+     * up to one pack over it. */
     envs[0] = *first;
-    while (n < c->batch_max && !stop_requested(c)) {
+    while (events < c->batch_max && n < c->batch_max && !stop_requested(c)) {
         uint64_t now = ias_now_ms();
         uint64_t left = deadline > now ? deadline - now : 0;
         struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
         amqp_rpc_reply_t r = amqp_consume_message(st, &envs[n], &tv, 0);
 
         if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            events += delivery_events(&envs[n]);
             n++;
             continue;
         }
@@ -409,7 +699,7 @@ static int collect_batch(consumer *c, amqp_envelope_t *first)
     }
     /* On a broken connection nothing can be acked: the broker redelivers. */
     if (rc == IAS_OK && !stop_requested(c))
-        rc = handle_batch(c, envs, n);
+        rc = process(c, envs, n);
     for (size_t i = 0; i < n; i++)
         amqp_destroy_envelope(&envs[i]);
     free(envs);
@@ -432,7 +722,7 @@ static void session(consumer *c)
          * socket, so nothing waits in librabbitmq while we sleep in poll. */
         r = amqp_consume_message(st, &env, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-            rc = c->o->batch_handler ? collect_batch(c, &env) : handle(c, &env);
+            rc = c->o->batch_handler ? collect_batch(c, &env) : process(c, &env, 1);
             if (!c->o->batch_handler)
                 amqp_destroy_envelope(&env);
             if (rc != IAS_OK)
@@ -501,13 +791,14 @@ int ias_consumer_run(const ias_consumer_opts *o)
         }
     }
     snprintf(label, sizeof(label), "consumer=\"%s\",result=\"ack\"", c.name);
-    c.m_ack = ias_metrics_counter("ias_amqp_consumed_total", "Messages handled by result.", label);
+    c.m_ack = ias_metrics_counter("ias_amqp_consumed_total",
+                                  "Events handled, by result (a pack counts its events).", label);
     snprintf(label, sizeof(label), "consumer=\"%s\",result=\"retry\"", c.name);
-    c.m_retry =
-        ias_metrics_counter("ias_amqp_consumed_total", "Messages handled by result.", label);
+    c.m_retry = ias_metrics_counter("ias_amqp_consumed_total",
+                                    "Events handled, by result (a pack counts its events).", label);
     snprintf(label, sizeof(label), "consumer=\"%s\",result=\"reject\"", c.name);
-    c.m_reject =
-        ias_metrics_counter("ias_amqp_consumed_total", "Messages handled by result.", label);
+    c.m_reject = ias_metrics_counter(
+        "ias_amqp_consumed_total", "Events handled, by result (a pack counts its events).", label);
 
     backoff = c.backoff_min;
     while (!stop_requested(&c)) {

@@ -10,7 +10,10 @@
  * several bursts are pipelined), writes whatever was not confirmed to the
  * spool, reconnects with capped jittered backoff, and replays the spool (oldest
  * segment first, deleting a segment only once all its records were confirmed or
- * copied to a newer segment). See docs/architecture/events.md. */
+ * copied to a newer segment). With pack_max > 1, consecutive events of one
+ * routing key and type share one message (a pack): one delivery tag, one
+ * confirm for all of them, and if it is not confirmed every one of its events
+ * is spooled on its own. See docs/architecture/events.md. */
 #include "ias/amqp.h"
 
 #include <errno.h>
@@ -36,12 +39,19 @@
 /* Longest wait for confirms while events may be arriving in the queue: the
  * thread cannot sleep on the socket and the condvar at once. */
 #define PUMP_WAIT_MS 2
+/* Default body cap of a pack, and the cap on its message ids: they travel in
+ * the content header frame, which must fit in one frame (frame_max 128 KiB). */
+#define PACK_BYTES_DEFAULT (256 * 1024)
+#define PACK_IDS_BYTES (64 * 1024)
 
 typedef struct pev {
     struct pev *next;
     size_t size;         /* bytes accounted against queue_max_bytes */
+    uint64_t queued_ms;  /* when handed over (monotonic): a pack's wait */
     uint64_t sent_ms;    /* when published (pipelined path) */
     unsigned char state; /* PENDING, ACKED, NACKED (pipelined path) */
+    size_t npack;        /* in the window: events of the message this one heads,
+                            linked through next (1 unless packed) */
     ias_spool_rec rec;   /* strings and body point into data */
     char data[];
 } pev;
@@ -53,6 +63,8 @@ struct ias_publisher {
     char *url;
     char *name;
     size_t cap, max_bytes, batch_max, inflight_max, ocap;
+    size_t pack_max, pack_bytes; /* pack_max 1: no packs */
+    int pack_wait_ms;            /* > 0: let a pack fill this long */
     int confirm_timeout_ms, drain_timeout_ms, heartbeat_s;
     int backoff_min_ms, backoff_max_ms;
     bool no_topology;
@@ -73,20 +85,25 @@ struct ias_publisher {
 
     /* statistics (relaxed atomics, read by stats_get) */
     _Atomic uint64_t n_published, n_confirmed, n_spooled, n_replayed, n_nacked, n_connects;
+    _Atomic uint64_t n_messages;
     atomic_bool connected;
 
     /* metrics (process-global registry) */
-    ias_counter *m_published, *m_confirmed, *m_spooled, *m_replayed, *m_nacked;
+    ias_counter *m_published, *m_confirmed, *m_spooled, *m_replayed, *m_nacked, *m_messages;
     ias_gauge *m_depth, *m_segments, *m_connected;
 
     /* thread-only */
     ias_amqp_conn *conn;
     uint64_t next_tag; /* delivery tag of the next publish on this channel */
-    /* The pipelined window: ring[(ring_head + i) % inflight_max] carries
-     * delivery tag ring_first_tag + i. */
+    /* The pipelined window: ring[(ring_head + i) % inflight_max] heads the
+     * message with delivery tag ring_first_tag + i; ring_events counts the
+     * events of all ring_n messages (what inflight_max bounds). */
     pev **ring;
-    size_t ring_head, ring_n;
+    size_t ring_head, ring_n, ring_events;
     uint64_t ring_first_tag;
+    ias_spool_rec *scratch; /* batch_max records: a burst being packed */
+    char *pack_buf;         /* pack_bytes: the body of the pack being sent */
+    const char **pack_ids;  /* pack_max: its message ids */
     uint64_t rng;
     bool blocked_logged;
 };
@@ -149,6 +166,7 @@ static pev *pev_new(const char *rk, const char *mid, const char *type, const voi
     e->rec.body = d;
     e->rec.body_len = len;
     e->rec.timestamp_ms = ias_wall_ms();
+    e->queued_ms = ias_now_ms();
     return e;
 }
 
@@ -352,6 +370,63 @@ static void poll_conn(ias_publisher *p)
         amqp_maybe_release_buffers(ias_amqp_conn_state(p->conn));
 }
 
+/* ---- packs -------------------------------------------------------------- */
+
+/* How many of recs[0..n) go out together as the next message: 1 unless
+ * packing is on and the next events share recs[0]'s routing key and type, and
+ * fit the caps. A body with a '\n' would break the framing, so it goes alone
+ * (cJSON_PrintUnformatted never writes one, but the API takes any body). */
+static size_t pack_span(const ias_publisher *p, const ias_spool_rec *recs, size_t n)
+{
+    size_t k = 1, bytes, ids;
+
+    if (p->pack_max <= 1 || n < 2 || recs[0].body_len > p->pack_bytes ||
+        memchr(recs[0].body, '\n', recs[0].body_len))
+        return 1;
+    bytes = recs[0].body_len;
+    ids = strlen(recs[0].message_id) + 8;
+    for (; k < n && k < p->pack_max; k++) {
+        const ias_spool_rec *r = &recs[k];
+        if (bytes + 1 + r->body_len > p->pack_bytes ||
+            ids + strlen(r->message_id) + 8 > PACK_IDS_BYTES ||
+            strcmp(r->routing_key, recs[0].routing_key) != 0 ||
+            strcmp(r->type, recs[0].type) != 0 || memchr(r->body, '\n', r->body_len))
+            break;
+        bytes += 1 + r->body_len;
+        ids += strlen(r->message_id) + 8;
+    }
+    return k;
+}
+
+/* Publishes recs[0..k) (from pack_span) as one message: alone, exactly as
+ * without packing, or as a pack whose message_id and timestamp are those of
+ * its first (oldest) event. */
+static int publish_msg(ias_publisher *p, const ias_spool_rec *recs, size_t k)
+{
+    ias_amqp_props pr = {.message_id = recs[0].message_id,
+                         .type = recs[0].type,
+                         .timestamp_ms = recs[0].timestamp_ms};
+    const void *body = recs[0].body;
+    size_t len = recs[0].body_len;
+
+    if (k > 1) {
+        char *d = p->pack_buf;
+        for (size_t i = 0; i < k; i++) {
+            if (i > 0)
+                *d++ = '\n';
+            if (recs[i].body_len)
+                memcpy(d, recs[i].body, recs[i].body_len);
+            d += recs[i].body_len;
+            p->pack_ids[i] = recs[i].message_id;
+        }
+        pr.pack_ids = p->pack_ids;
+        pr.npack = k;
+        body = p->pack_buf;
+        len = (size_t)(d - p->pack_buf);
+    }
+    return ias_amqp_publish_raw(p->conn, 1, IAS_AMQP_EXCHANGE, recs[0].routing_key, &pr, body, len);
+}
+
 static void mark(unsigned char *state, size_t n, uint64_t first, uint64_t tag, bool multiple,
                  unsigned char v, size_t *pending)
 {
@@ -364,24 +439,27 @@ static void mark(unsigned char *state, size_t n, uint64_t first, uint64_t tag, b
     }
 }
 
-/* Publishes n records and waits for their confirms. state[i] becomes ACKED or
- * NACKED (PENDING if unknown). IAS_OK only if every record was acked; on any
- * other outcome the connection has been dropped. */
+/* Publishes n records (packed as pack_max allows) and waits for their
+ * confirms. state[i] becomes ACKED or NACKED (PENDING if unknown), the same
+ * for every record of one message. IAS_OK only if every record was acked; on
+ * any other outcome the connection has been dropped. */
 static int publish_batch(ias_publisher *p, const ias_spool_rec *recs, size_t n,
                          unsigned char *state, int timeout_ms)
 {
     amqp_connection_state_t st = ias_amqp_conn_state(p->conn);
     uint64_t first = p->next_tag, deadline;
-    size_t sent = 0, pending;
+    size_t *mfirst = ias_xmalloc((n + 1) * sizeof(*mfirst)); /* message j: records
+                                                                 [mfirst[j], mfirst[j+1]) */
+    unsigned char *mstate = ias_xmalloc(n);
+    size_t nmsg = 0, sent = 0, pending;
     bool nacked = false;
 
-    memset(state, PENDING, n);
-    for (; sent < n; sent++) {
-        ias_amqp_props pr = {.message_id = recs[sent].message_id,
-                             .type = recs[sent].type,
-                             .timestamp_ms = recs[sent].timestamp_ms};
-        if (ias_amqp_publish_raw(p->conn, 1, IAS_AMQP_EXCHANGE, recs[sent].routing_key, &pr,
-                                 recs[sent].body, recs[sent].body_len) != IAS_OK)
+    for (size_t i = 0; i < n; i += pack_span(p, &recs[i], n - i))
+        mfirst[nmsg++] = i;
+    mfirst[nmsg] = n;
+    memset(mstate, PENDING, nmsg);
+    for (; sent < nmsg; sent++) {
+        if (publish_msg(p, &recs[mfirst[sent]], mfirst[sent + 1] - mfirst[sent]) != IAS_OK)
             break;
         p->next_tag++;
     }
@@ -394,7 +472,7 @@ static int publish_batch(ias_publisher *p, const ias_spool_rec *recs, size_t n,
         int rc;
 
         if (now >= deadline) {
-            ias_warn(NULL, "publisher %s: no confirm for %zu event(s) within %d ms", p->name,
+            ias_warn(NULL, "publisher %s: no confirm for %zu message(s) within %d ms", p->name,
                      pending, timeout_ms);
             break;
         }
@@ -408,25 +486,34 @@ static int publish_batch(ias_publisher *p, const ias_spool_rec *recs, size_t n,
         if (f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
             f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
             const amqp_basic_ack_t *a = f.payload.method.decoded;
-            mark(state, sent, first, a->delivery_tag, a->multiple, ACKED, &pending);
+            mark(mstate, sent, first, a->delivery_tag, a->multiple, ACKED, &pending);
         } else if (f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
                    f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
             const amqp_basic_nack_t *a = f.payload.method.decoded;
-            mark(state, sent, first, a->delivery_tag, a->multiple, NACKED, &pending);
+            mark(mstate, sent, first, a->delivery_tag, a->multiple, NACKED, &pending);
             nacked = true;
         } else if (!other_frame(p, &f)) {
             break;
         }
     }
+    for (size_t j = 0; j < nmsg; j++)
+        memset(&state[mfirst[j]], mstate[j], mfirst[j + 1] - mfirst[j]);
+    for (size_t j = 0; j < sent; j++)
+        if (mstate[j] == ACKED) {
+            atomic_fetch_add_explicit(&p->n_messages, 1, memory_order_relaxed);
+            ias_counter_inc(p->m_messages);
+        }
+    free(mfirst);
+    free(mstate);
     if (nacked) {
         size_t k = 0;
-        for (size_t i = 0; i < sent; i++)
+        for (size_t i = 0; i < n; i++)
             k += state[i] == NACKED;
         atomic_fetch_add_explicit(&p->n_nacked, k, memory_order_relaxed);
         ias_counter_add(p->m_nacked, k);
         ias_warn(NULL, "publisher %s: broker nacked %zu event(s); spooling them", p->name, k);
     }
-    if (pending == 0 && sent == n && !nacked) {
+    if (pending == 0 && sent == nmsg && !nacked) {
         amqp_maybe_release_buffers(st);
         return IAS_OK;
     }
@@ -506,35 +593,61 @@ static pev *ring_at(ias_publisher *p, size_t i)
 static void ring_set_inflight(ias_publisher *p)
 {
     pthread_mutex_lock(&p->mu);
-    p->inflight = p->ring_n;
+    p->inflight = p->ring_events;
     pthread_mutex_unlock(&p->mu);
+}
+
+/* Takes the message at the front of the window out of it. */
+static pev *ring_pop(ias_publisher *p)
+{
+    pev *e = ring_at(p, 0);
+
+    p->ring[p->ring_head] = NULL;
+    p->ring_head = (p->ring_head + 1) % p->inflight_max;
+    p->ring_n--;
+    p->ring_events -= e->npack;
+    return e;
+}
+
+/* Appends the events of message e (a chain of e->npack) to a list. */
+static void chain_append(pev ***tail, pev *e)
+{
+    **tail = e;
+    while (e->next)
+        e = e->next;
+    *tail = &e->next;
+}
+
+static void count_messages(ias_publisher *p, size_t k)
+{
+    atomic_fetch_add_explicit(&p->n_messages, k, memory_order_relaxed);
+    ias_counter_add(p->m_messages, k);
 }
 
 /* Frees confirmed events at the front of the window and spools refused ones. */
 static void ring_advance(ias_publisher *p)
 {
     pev *nack = NULL, **ntail = &nack;
-    size_t acked = 0, nacked = 0;
+    size_t acked = 0, nacked = 0, msgs = 0;
 
     while (p->ring_n > 0) {
         pev *e = ring_at(p, 0);
+        size_t k = e->npack;
         if (e->state == PENDING)
             break;
-        p->ring[p->ring_head] = NULL;
-        p->ring_head = (p->ring_head + 1) % p->inflight_max;
-        p->ring_n--;
+        (void)ring_pop(p);
         p->ring_first_tag++;
         if (e->state == ACKED) {
-            free(e);
-            acked++;
+            pev_free_chain(e);
+            acked += k;
+            msgs++;
         } else {
-            e->next = NULL;
-            *ntail = e;
-            ntail = &e->next;
-            nacked++;
+            chain_append(&ntail, e);
+            nacked += k;
         }
     }
     count_confirmed(p, acked, false);
+    count_messages(p, msgs);
     if (nack) {
         atomic_fetch_add_explicit(&p->n_nacked, nacked, memory_order_relaxed);
         ias_counter_add(p->m_nacked, nacked);
@@ -570,25 +683,24 @@ static void ring_mark(ias_publisher *p, uint64_t tag, bool multiple, unsigned ch
 static void ring_fail(ias_publisher *p)
 {
     pev *keep = NULL, **ktail = &keep;
-    size_t acked = 0;
+    size_t acked = 0, msgs = 0;
 
     drop_conn(p);
     while (p->ring_n > 0) {
-        pev *e = ring_at(p, 0);
-        p->ring[p->ring_head] = NULL;
-        p->ring_head = (p->ring_head + 1) % p->inflight_max;
-        p->ring_n--;
+        pev *e = ring_pop(p);
         if (e->state == ACKED) {
-            free(e);
-            acked++;
+            acked += e->npack;
+            msgs++;
+            pev_free_chain(e);
         } else {
-            e->next = NULL;
-            *ktail = e;
-            ktail = &e->next;
+            /* A pack that was not confirmed: each of its events is spooled
+             * and replayed on its own merits. */
+            chain_append(&ktail, e);
         }
     }
     p->ring_head = 0;
     count_confirmed(p, acked, false);
+    count_messages(p, msgs);
     if (keep && spill_chain(p, keep) != IAS_OK)
         ias_error(NULL, "publisher %s: cannot spool unconfirmed events; kept in memory", p->name);
     ring_set_inflight(p);
@@ -627,8 +739,8 @@ static void ring_collect(ias_publisher *p, int wait_ms)
         return;
     }
     if (p->ring_n > 0 && ias_now_ms() - ring_at(p, 0)->sent_ms >= (uint64_t)p->confirm_timeout_ms) {
-        ias_warn(NULL, "publisher %s: no confirm for %zu event(s) within %d ms", p->name, p->ring_n,
-                 p->confirm_timeout_ms);
+        ias_warn(NULL, "publisher %s: no confirm for %zu event(s) within %d ms", p->name,
+                 p->ring_events, p->confirm_timeout_ms);
         ring_fail(p);
         return;
     }
@@ -638,10 +750,11 @@ static void ring_collect(ias_publisher *p, int wait_ms)
 }
 
 /* One step of the memory path: publishes a burst if the window has room, then
- * collects confirms. False when nothing was queued or in flight. */
+ * collects confirms. False when nothing was queued or in flight. The window
+ * counts events (inflight_max), whether they travel alone or packed. */
 static bool pump(ias_publisher *p, bool send)
 {
-    size_t room = p->inflight_max - p->ring_n, n = 0;
+    size_t room = p->inflight_max - p->ring_events, n = 0, off = 0;
     pev *chain = NULL;
     bool more = false;
     uint64_t now = ias_now_ms();
@@ -649,7 +762,7 @@ static bool pump(ias_publisher *p, bool send)
     if (send && room > 0) {
         pthread_mutex_lock(&p->mu);
         chain = pop_locked(p, room < p->batch_max ? room : p->batch_max, &n);
-        p->inflight = p->ring_n + n;
+        p->inflight = p->ring_events + n;
         more = p->qlen > 0;
         pthread_mutex_unlock(&p->mu);
     }
@@ -659,23 +772,32 @@ static bool pump(ias_publisher *p, bool send)
         p->ring_head = 0;
         p->ring_first_tag = p->next_tag;
     }
+    for (pev *e = chain; e; e = e->next)
+        p->scratch[off++] = e->rec;
+    off = 0;
+    /* Each message joins the window as the chain of its events, headed by the
+     * first; the ring never holds more messages than events, so inflight_max
+     * slots are enough. */
     for (pev *e = chain; e;) {
-        pev *next = e->next;
-        ias_amqp_props pr = {.message_id = e->rec.message_id,
-                             .type = e->rec.type,
-                             .timestamp_ms = e->rec.timestamp_ms};
-        e->next = NULL;
+        pev *last = e, *next;
+        size_t k = pack_span(p, &p->scratch[off], n - off);
+
+        for (size_t j = 1; j < k; j++)
+            last = last->next;
+        next = last->next;
+        last->next = NULL;
+        e->npack = k;
         e->state = PENDING;
         e->sent_ms = now;
         p->ring[(p->ring_head + p->ring_n) % p->inflight_max] = e;
         p->ring_n++;
+        p->ring_events += k;
         p->next_tag++;
         /* After a failure the rest only joins the window, to be spooled. */
-        if (ias_amqp_conn_ok(p->conn) &&
-            ias_amqp_publish_raw(p->conn, 1, IAS_AMQP_EXCHANGE, e->rec.routing_key, &pr,
-                                 e->rec.body, e->rec.body_len) != IAS_OK)
+        if (ias_amqp_conn_ok(p->conn) && publish_msg(p, &p->scratch[off], k) != IAS_OK)
             ias_warn(NULL, "publisher %s: publish failed: %s", p->name,
                      ias_amqp_conn_error(p->conn));
+        off += k;
         e = next;
     }
     if (!ias_amqp_conn_ok(p->conn)) {
@@ -683,7 +805,7 @@ static bool pump(ias_publisher *p, bool send)
         return true;
     }
     /* More to send and room for it: only pick up the confirms already there. */
-    ring_collect(p, more && p->ring_n < p->inflight_max ? 0 : PUMP_WAIT_MS);
+    ring_collect(p, more && p->ring_events < p->inflight_max ? 0 : PUMP_WAIT_MS);
     return true;
 }
 
@@ -863,6 +985,37 @@ static void wait_work(ias_publisher *p, uint64_t ms, bool wait_anyway)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* With pack_wait_ms, how much longer the queue may fill before it is sent: 0
+ * once it holds a full pack (pack_max events or pack_max_bytes), its oldest
+ * event has waited pack_wait_ms, or the publisher is stopping. */
+static uint64_t pack_hold_ms(ias_publisher *p)
+{
+    uint64_t hold = 0;
+
+    if (p->pack_wait_ms <= 0)
+        return 0;
+    pthread_mutex_lock(&p->mu);
+    if (p->head && !p->stopping && p->qlen < p->pack_max && p->qbytes < p->pack_bytes) {
+        uint64_t age = ias_now_ms() - p->head->queued_ms;
+        hold = age < (uint64_t)p->pack_wait_ms ? (uint64_t)p->pack_wait_ms - age : 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return hold;
+}
+
+/* Sleeps up to ms while a pack fills; producers signal when it is full. */
+static void wait_pack(ias_publisher *p, uint64_t ms)
+{
+    struct timespec ts;
+
+    pthread_mutex_lock(&p->mu);
+    if (!p->stopping && p->qlen < p->pack_max) {
+        deadline_ts(&ts, (int)ms);
+        (void)pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void shutdown_drain(ias_publisher *p)
 {
     uint64_t deadline = ias_now_ms() + (uint64_t)p->drain_timeout_ms;
@@ -902,7 +1055,7 @@ static void *publisher_main(void *arg)
 {
     ias_publisher *p = arg;
     int backoff = p->backoff_min_ms;
-    uint64_t next_try = 0;
+    uint64_t next_try = 0, hold;
 
 #define BACK_OFF()                                                                                 \
     do {                                                                                           \
@@ -943,6 +1096,18 @@ static void *publisher_main(void *arg)
                 else
                     wait_work(p, 1000, true); /* local trouble: do not spin */
             }
+            continue;
+        }
+        hold = pack_hold_ms(p);
+        if (hold > 0) {
+            /* Let the pack fill: only collect confirms meanwhile (at most
+             * PUMP_WAIT_MS per pass), or sleep until it is full. */
+            if (p->ring_n > 0)
+                (void)pump(p, false);
+            else
+                wait_pack(p, hold);
+            if (!p->conn)
+                BACK_OFF();
             continue;
         }
         if (pump(p, true)) {
@@ -999,6 +1164,20 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
         p->inflight_max = p->batch_max;
     p->ocap = o->overflow_capacity ? o->overflow_capacity : 4 * p->cap;
     p->ring = ias_xcalloc(p->inflight_max, sizeof(*p->ring));
+    p->scratch = ias_xcalloc(p->batch_max, sizeof(*p->scratch));
+    p->pack_max = o->pack_max > 1 ? o->pack_max : 1;
+    if (p->pack_max > IAS_AMQP_PACK_MAX)
+        p->pack_max = IAS_AMQP_PACK_MAX;
+    p->pack_bytes = o->pack_max_bytes ? o->pack_max_bytes : PACK_BYTES_DEFAULT;
+    if (p->pack_bytes > IAS_AMQP_BODY_MAX)
+        p->pack_bytes = IAS_AMQP_BODY_MAX;
+    p->pack_wait_ms = p->pack_max > 1 && o->pack_wait_ms > 0 ? o->pack_wait_ms : 0;
+    if (p->pack_wait_ms > 1000)
+        p->pack_wait_ms = 1000;
+    if (p->pack_max > 1) {
+        p->pack_buf = ias_xmalloc(p->pack_bytes);
+        p->pack_ids = ias_xcalloc(p->pack_max, sizeof(*p->pack_ids));
+    }
     p->confirm_timeout_ms = o->confirm_timeout_ms ? o->confirm_timeout_ms : 5000;
     p->drain_timeout_ms = o->drain_timeout_ms ? o->drain_timeout_ms : 3000;
     p->heartbeat_s = o->heartbeat_s;
@@ -1010,6 +1189,9 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
     p->rng = ias_now_us() ^ ((uint64_t)(uintptr_t)p << 16) ^ 0x9E3779B97F4A7C15ull;
     if (ias_spool_open(o->spool_dir, o->spool_segment_bytes, o->spool_max_bytes, &p->spool) !=
         IAS_OK) {
+        free(p->pack_ids);
+        free(p->pack_buf);
+        free(p->scratch);
         free(p->ring);
         free(p->url);
         free(p->name);
@@ -1027,6 +1209,9 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
                                         "Spooled events confirmed by the broker.", label);
     p->m_nacked =
         ias_metrics_counter("ias_amqp_nacked_total", "Events refused by the broker.", label);
+    p->m_messages = ias_metrics_counter(
+        "ias_amqp_messages_total",
+        "AMQP messages confirmed by the broker (a pack carries several events).", label);
     p->m_depth =
         ias_metrics_gauge("ias_amqp_queue_depth", "Events in the publisher's memory queue.", label);
     p->m_segments =
@@ -1047,6 +1232,9 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
         ias_spool_free(p->spool);
+        free(p->pack_ids);
+        free(p->pack_buf);
+        free(p->scratch);
         free(p->ring);
         free(p->url);
         free(p->name);
@@ -1082,7 +1270,11 @@ int ias_publisher_publish(ias_publisher *p, const char *routing_key, const char 
         p->qlen++;
         p->qbytes += e->size;
         set_depth_locked(p);
-        pthread_cond_signal(&p->cv);
+        /* While a pack fills the thread waits for it to be full, not for
+         * every event. */
+        if (p->pack_wait_ms <= 0 || p->qlen == 1 || p->qlen >= p->pack_max ||
+            p->qbytes >= p->pack_bytes)
+            pthread_cond_signal(&p->cv);
         pthread_mutex_unlock(&p->mu);
         atomic_fetch_add_explicit(&p->n_published, 1, memory_order_relaxed);
         ias_counter_inc(p->m_published);
@@ -1135,6 +1327,7 @@ void ias_publisher_stats_get(ias_publisher *p, ias_publisher_stats *out)
     out->replayed = atomic_load_explicit(&p->n_replayed, memory_order_relaxed);
     out->nacked = atomic_load_explicit(&p->n_nacked, memory_order_relaxed);
     out->connects = atomic_load_explicit(&p->n_connects, memory_order_relaxed);
+    out->messages = atomic_load_explicit(&p->n_messages, memory_order_relaxed);
     out->connected = atomic_load(&p->connected);
     pthread_mutex_lock(&p->mu);
     out->queue_depth = p->qlen + p->olen;
@@ -1169,6 +1362,9 @@ void ias_publisher_free(ias_publisher *p)
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->thread, NULL);
     pev_free_chain(p->ohead); /* only if the last overflow spool write failed */
+    free(p->pack_ids);
+    free(p->pack_buf);
+    free(p->scratch);
     free(p->ring);
     ias_gauge_set(p->m_depth, 0);
     ias_gauge_set(p->m_connected, 0);

@@ -24,6 +24,12 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_AMQP_URL", IAS_CFG_URL, NULL, 0, 0, "RabbitMQ for usage events and config hints"},
     {"IAS_SPOOL_DIR", IAS_CFG_STR, "./.run/spool/router", 0, 0,
      "usage event spool while RabbitMQ is away"},
+    {"IAS_EVENTS_PACK_MAX", IAS_CFG_INT, "64", 1, 1024,
+     "most events (usage, guardrail audit) sent in one RabbitMQ message; 1: one message per "
+     "event"},
+    {"IAS_EVENTS_PACK_WAIT", IAS_CFG_MS, "10ms", 0, 1000,
+     "longest an event waits for others to share its message (the broker's cost is per "
+     "message)"},
     {"IAS_INTERNAL_TOKEN", IAS_CFG_SECRET, "", 0, 0,
      "when set, requests must carry X-Ias-Internal-Token"},
     {"IAS_REGISTRY_FILE", IAS_CFG_STR, "", 0, 0,
@@ -207,8 +213,11 @@ int main(void)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    ias_publisher_opts po = {
-        .url = ctx->cfg.amqp_url, .spool_dir = ctx->cfg.spool_dir, .name = "router"};
+    ias_publisher_opts po = {.url = ctx->cfg.amqp_url,
+                             .spool_dir = ctx->cfg.spool_dir,
+                             .name = "router",
+                             .pack_max = (size_t)ias_config_int(cfg, "IAS_EVENTS_PACK_MAX"),
+                             .pack_wait_ms = (int)ias_config_ms(cfg, "IAS_EVENTS_PACK_WAIT")};
     ctx->pub = ias_publisher_new(&po);
     if (ctx->pub == NULL) {
         ias_error(NULL, "cannot start the usage publisher (spool %s)", ctx->cfg.spool_dir);

@@ -108,9 +108,15 @@ before(async () => {
   await channel.bindQueue(q.queue, 'ias.events', 'audit.router.#');
   await channel.bindQueue(q.queue, 'ias.events', 'usage.recorded');
   await channel.consume(q.queue, (m) => {
-    const body = JSON.parse(m.content.toString());
-    if (m.fields.routingKey === 'usage.recorded') usage.push(body);
-    else audits.push({ key: m.fields.routingKey, body });
+    // The router packs events that queue up (IAS_EVENTS_PACK_MAX): content type
+    // application/x-ndjson, one JSON event per line (docs/architecture/events.md).
+    const text = m.content.toString();
+    const lines = m.properties.contentType === 'application/x-ndjson' ? text.split('\n') : [text];
+    for (const line of lines) {
+      const body = JSON.parse(line);
+      if (m.fields.routingKey === 'usage.recorded') usage.push(body);
+      else audits.push({ key: m.fields.routingKey, body });
+    }
     channel.ack(m);
   });
 

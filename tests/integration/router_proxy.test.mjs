@@ -55,6 +55,19 @@ function redis(...args) {
     { encoding: 'utf8' }).trim();
 }
 
+// The events of one AMQP message: the router packs events that queue up
+// (IAS_EVENTS_PACK_MAX): content type application/x-ndjson, one JSON body per
+// line, their message ids in the x-ias-message-ids header
+// (docs/architecture/events.md).
+function unpack(m) {
+  const body = m.content.toString();
+  if (m.properties.contentType !== 'application/x-ndjson') return [{ body, messageId: m.properties.messageId }];
+  const ids = m.properties.headers['x-ias-message-ids'];
+  const lines = body.split('\n');
+  assert.equal(lines.length, ids.length, 'one message id per line of a pack');
+  return lines.map((line, i) => ({ body: line, messageId: String(ids[i]) }));
+}
+
 function waitEvent(requestId, timeoutMs = 5000) {
   return new Promise((resolve, reject) => {
     const have = events.get(requestId);
@@ -109,13 +122,15 @@ before(async () => {
   const q = await channel.assertQueue('', { exclusive: true, autoDelete: true });
   await channel.bindQueue(q.queue, 'ias.events', 'usage.recorded');
   await channel.consume(q.queue, (m) => {
-    const ev = JSON.parse(m.content.toString());
-    ev._props = { type: m.properties.type, messageId: m.properties.messageId };
-    const list = events.get(ev.request_id) || [];
-    list.push(ev);
-    events.set(ev.request_id, list);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if (waiters[i].requestId === ev.request_id) { waiters[i].resolve(ev); waiters.splice(i, 1); }
+    for (const one of unpack(m)) {
+      const ev = JSON.parse(one.body);
+      ev._props = { type: m.properties.type, messageId: one.messageId };
+      const list = events.get(ev.request_id) || [];
+      list.push(ev);
+      events.set(ev.request_id, list);
+      for (let i = waiters.length - 1; i >= 0; i--) {
+        if (waiters[i].requestId === ev.request_id) { waiters[i].resolve(ev); waiters.splice(i, 1); }
+      }
     }
   }, { noAck: true });
 

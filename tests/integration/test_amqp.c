@@ -1,7 +1,8 @@
 /* RabbitMQ module against a real broker: topology, publish/confirm/consume/ack,
  * retry then dead-letter, the spool across a broker outage, and spool replay
- * by a new publisher instance. Skips without IAS_AMQP_URL (and the outage test
- * without IAS_STACK_CTL). */
+ * by a new publisher instance; packs (pack_max > 1) consumed as single events,
+ * a poison event or a RETRY inside a pack, and both outage tests with packing.
+ * Skips without IAS_AMQP_URL (and the outage tests without IAS_STACK_CTL). */
 #include "testlib.h"
 
 #include <dirent.h>
@@ -118,7 +119,9 @@ static void make_tmpdir(char *buf, size_t len)
 
 /* ---- a consumer thread that records what it sees ------------------------- */
 
-typedef enum { MODE_ACK, MODE_RETRY_OR_REJECT } cmode;
+/* MODE_PACK_MIXED: ids starting "poison-" are rejected, "flaky-" retried on
+ * their first attempt, "always-" retried every time, the rest acked. */
+typedef enum { MODE_ACK, MODE_RETRY_OR_REJECT, MODE_PACK_MIXED } cmode;
 
 typedef struct collector {
     pthread_mutex_t mu;
@@ -126,7 +129,9 @@ typedef struct collector {
     size_t n, cap;
     int attempts_seen[8]; /* MODE_RETRY_OR_REJECT: attempt numbers for "retry-*" */
     int nattempts;
-    int bad; /* messages whose properties were wrong */
+    int bad;          /* messages whose properties were wrong */
+    bool check_id;    /* the body must carry "event_id":"<message_id>" */
+    size_t max_batch; /* most events in one batch_handler call */
     char want_key[IAS_AMQP_SHORTSTR_MAX + 1];
     char want_type[64];
     cmode mode;
@@ -152,8 +157,25 @@ static ias_consume_result collect(const ias_amqp_msg *m, void *arg)
     }
     snprintf(c->ids[c->n++], ID_LEN, "%s", m->message_id);
     if (strcmp(m->routing_key, c->want_key) != 0 || strcmp(m->type, c->want_type) != 0 ||
-        m->body_len < 2 || ((const char *)m->body)[0] != '{' || m->timestamp_s <= 0)
+        m->body_len < 2 || ((const char *)m->body)[0] != '{' ||
+        ((const char *)m->body)[m->body_len - 1] != '}' || m->timestamp_s <= 0)
         c->bad++;
+    if (c->check_id) {
+        char want[ID_LEN + 16];
+        int k = snprintf(want, sizeof(want), "\"event_id\":\"%s\"", m->message_id);
+        if (k <= 0 || (size_t)k >= sizeof(want) || !memmem(m->body, m->body_len, want, (size_t)k))
+            c->bad++;
+    }
+    if (c->mode == MODE_PACK_MIXED) {
+        if (strncmp(m->message_id, "poison-", 7) == 0) {
+            snprintf(m->reason, m->reason_len, "test: poison");
+            res = IAS_CONSUME_REJECT;
+        } else if ((strncmp(m->message_id, "flaky-", 6) == 0 && m->attempt == 1) ||
+                   strncmp(m->message_id, "always-", 7) == 0) {
+            snprintf(m->reason, m->reason_len, "test: transient failure %d", m->attempt);
+            res = IAS_CONSUME_RETRY;
+        }
+    }
     if (c->mode == MODE_RETRY_OR_REJECT) {
         if (strncmp(m->message_id, "retry-", 6) == 0) {
             if (c->nattempts < 8)
@@ -167,6 +189,18 @@ static ias_consume_result collect(const ias_amqp_msg *m, void *arg)
     }
     pthread_mutex_unlock(&c->mu);
     return res;
+}
+
+static void collect_batch(const ias_amqp_msg *msgs, size_t n, ias_consume_result *res, void *arg)
+{
+    collector *c = arg;
+
+    pthread_mutex_lock(&c->mu);
+    if (n > c->max_batch)
+        c->max_batch = n;
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < n; i++)
+        res[i] = collect(&msgs[i], arg);
 }
 
 static void on_ready(const char *queue, void *arg)
@@ -187,9 +221,9 @@ static void *collector_main(void *arg)
     return NULL;
 }
 
-/* queue NULL: a per-instance queue bound to key. */
-static collector *collector_start_hb(const char *queue, const char *key, const char *type,
-                                     cmode mode, int heartbeat_s)
+/* queue NULL: a per-instance queue bound to key. batch_max > 0: batch mode. */
+static collector *collector_start_ex(const char *queue, const char *key, const char *type,
+                                     cmode mode, int heartbeat_s, size_t batch_max, bool check_id)
 {
     collector *c = ias_xcalloc(1, sizeof(*c));
 
@@ -211,7 +245,10 @@ static collector *collector_start_hb(const char *queue, const char *key, const c
     c->o.retry_delay_ms = 10;
     c->o.reconnect_min_ms = 100;
     c->o.reconnect_max_ms = 1000;
-    c->o.handler = collect;
+    c->o.handler = batch_max ? NULL : collect;
+    c->o.batch_handler = batch_max ? collect_batch : NULL;
+    c->o.batch_max = batch_max;
+    c->check_id = check_id;
     c->o.on_ready = on_ready;
     c->o.arg = c;
     c->o.stop = &c->stop;
@@ -221,6 +258,12 @@ static collector *collector_start_hb(const char *queue, const char *key, const c
         sleep_ms(50);
     assert_true(atomic_load(&c->ready));
     return c;
+}
+
+static collector *collector_start_hb(const char *queue, const char *key, const char *type,
+                                     cmode mode, int heartbeat_s)
+{
+    return collector_start_ex(queue, key, type, mode, heartbeat_s, 0, false);
 }
 
 static collector *collector_start(const char *queue, const char *key, const char *type, cmode mode)
@@ -277,10 +320,12 @@ static size_t distinct_ids(collector *c)
     return d;
 }
 
-static ias_publisher *publisher_new(const char *url, const char *spool)
+static ias_publisher *publisher_new_pack(const char *url, const char *spool, size_t pack_max)
 {
     ias_publisher_opts o = {0};
 
+    o.pack_max = pack_max;
+    o.pack_wait_ms = pack_max > 1 ? 10 : 0; /* as the router */
     o.url = url;
     o.spool_dir = spool;
     o.name = "it";
@@ -289,6 +334,11 @@ static ias_publisher *publisher_new(const char *url, const char *spool)
     o.reconnect_max_ms = 1000;
     o.confirm_timeout_ms = 5000;
     return ias_publisher_new(&o);
+}
+
+static ias_publisher *publisher_new(const char *url, const char *spool)
+{
+    return publisher_new_pack(url, spool, 0);
 }
 
 static void publish_n(ias_publisher *p, const char *key, const char *prefix, int n, int *ok)
@@ -420,46 +470,66 @@ static void test_instance_queue(void **state)
     rm_dir(spool);
 }
 
+/* What a dead letter in ias.dead looked like. */
+typedef struct dead_info {
+    int attempts; /* x-ias-attempts, -1 if absent */
+    bool xdeath;  /* dead-lettered by the broker (basic.reject) */
+    char orig_key[256], routing_key[256], content_type[64], reason[256], queue[256];
+} dead_info;
+
+static void hdr_str(const amqp_table_entry_t *e, const char *key, char *out, size_t len)
+{
+    if (e->key.len == strlen(key) && memcmp(e->key.bytes, key, e->key.len) == 0 &&
+        (e->value.kind == AMQP_FIELD_KIND_UTF8 || e->value.kind == AMQP_FIELD_KIND_BYTES))
+        snprintf(out, len, "%.*s", (int)e->value.value.bytes.len,
+                 (const char *)e->value.value.bytes.bytes);
+}
+
 /* Looks for message_id in ias.dead (basic.get without ack: other messages
  * stay unacked and return to the queue when the channel closes). Acks ours.
- * Returns true when found; fills the headers we check. */
-static bool find_dead(const char *message_id, int *attempts_hdr, char *orig_key, size_t klen,
-                      bool *has_xdeath)
+ * Returns true when found and fills *di. */
+static bool find_dead_info(const char *message_id, dead_info *di)
 {
     ias_amqp_conn *c = connect_or_fail();
     amqp_connection_state_t st = ias_amqp_conn_state(c);
     bool found = false;
 
-    *attempts_hdr = -1;
-    orig_key[0] = '\0';
-    *has_xdeath = false;
+    memset(di, 0, sizeof(*di));
+    di->attempts = -1;
     for (int i = 0; i < 200000 && !found; i++) {
         amqp_rpc_reply_t r = amqp_basic_get(st, 1, amqp_cstring_bytes(IAS_AMQP_QUEUE_DEAD), 0);
+        amqp_basic_get_ok_t *ok;
         amqp_message_t msg;
         uint64_t tag;
 
         assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
         if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
             break;
-        tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+        ok = r.reply.decoded;
+        tag = ok->delivery_tag;
+        snprintf(di->routing_key, sizeof(di->routing_key), "%.*s", (int)ok->routing_key.len,
+                 (const char *)ok->routing_key.bytes);
         r = amqp_read_message(st, 1, &msg, 0);
         assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
         if ((msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
             msg.properties.message_id.len == strlen(message_id) &&
             memcmp(msg.properties.message_id.bytes, message_id, strlen(message_id)) == 0) {
             found = true;
+            if (msg.properties._flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
+                snprintf(di->content_type, sizeof(di->content_type), "%.*s",
+                         (int)msg.properties.content_type.len,
+                         (const char *)msg.properties.content_type.bytes);
             for (int h = 0; h < msg.properties.headers.num_entries; h++) {
                 amqp_table_entry_t *e = &msg.properties.headers.entries[h];
                 if (e->key.len == strlen(IAS_AMQP_HDR_ATTEMPTS) &&
                     memcmp(e->key.bytes, IAS_AMQP_HDR_ATTEMPTS, e->key.len) == 0 &&
                     e->value.kind == AMQP_FIELD_KIND_I32)
-                    *attempts_hdr = e->value.value.i32;
-                if (e->key.len == strlen(IAS_AMQP_HDR_ROUTING_KEY) &&
-                    memcmp(e->key.bytes, IAS_AMQP_HDR_ROUTING_KEY, e->key.len) == 0)
-                    snprintf(orig_key, klen, "%.*s", (int)e->value.value.bytes.len,
-                             (const char *)e->value.value.bytes.bytes);
+                    di->attempts = e->value.value.i32;
+                hdr_str(e, IAS_AMQP_HDR_ROUTING_KEY, di->orig_key, sizeof(di->orig_key));
+                hdr_str(e, IAS_AMQP_HDR_DEAD_REASON, di->reason, sizeof(di->reason));
+                hdr_str(e, IAS_AMQP_HDR_DEAD_QUEUE, di->queue, sizeof(di->queue));
                 if (e->key.len == 7 && memcmp(e->key.bytes, "x-death", 7) == 0)
-                    *has_xdeath = true;
+                    di->xdeath = true;
             }
             assert_int_equal(amqp_basic_ack(st, 1, tag, 0), AMQP_STATUS_OK);
         }
@@ -470,15 +540,26 @@ static bool find_dead(const char *message_id, int *attempts_hdr, char *orig_key,
     return found;
 }
 
+/* Dead-lettering is asynchronous: polls for up to 10 s. */
+static bool wait_dead(const char *message_id, dead_info *di)
+{
+    uint64_t end = ias_now_ms() + 10000;
+
+    while (ias_now_ms() < end) {
+        if (find_dead_info(message_id, di))
+            return true;
+        sleep_ms(100);
+    }
+    return false;
+}
+
 static void test_retry_then_dead_letter(void **state)
 {
-    char queue[64], key[80], spool[64], retry_id[ID_LEN], reject_id[ID_LEN], okey[256];
+    char queue[64], key[80], spool[64], retry_id[ID_LEN], reject_id[ID_LEN];
     const char *body = "{\"event_id\":\"x\"}";
     ias_publisher *p;
     collector *c;
-    int attempts;
-    bool xdeath, found = false;
-    uint64_t end;
+    dead_info di;
 
     if (!amqp_url())
         skip();
@@ -509,26 +590,14 @@ static void test_retry_then_dead_letter(void **state)
     assert_int_equal(queue_depth(queue), 0);
 
     /* Both land in ias.dead (dead-lettering is asynchronous: poll). */
-    end = ias_now_ms() + 10000;
-    while (!found && ias_now_ms() < end) {
-        found = find_dead(retry_id, &attempts, okey, sizeof(okey), &xdeath);
-        if (!found)
-            sleep_ms(100);
-    }
-    assert_true(found);
-    assert_int_equal(attempts, 2); /* the last copy carried two previous tries */
-    assert_string_equal(okey, key);
-    assert_true(xdeath);
-    found = false;
-    end = ias_now_ms() + 10000;
-    while (!found && ias_now_ms() < end) {
-        found = find_dead(reject_id, &attempts, okey, sizeof(okey), &xdeath);
-        if (!found)
-            sleep_ms(100);
-    }
-    assert_true(found);
-    assert_int_equal(attempts, -1); /* rejected at once, never republished */
-    assert_true(xdeath);
+    assert_true(wait_dead(retry_id, &di));
+    assert_int_equal(di.attempts, 2); /* the last copy carried two previous tries */
+    assert_string_equal(di.orig_key, key);
+    assert_true(di.xdeath);
+    assert_true(wait_dead(reject_id, &di));
+    assert_int_equal(di.attempts, -1); /* rejected at once, never republished */
+    assert_true(di.xdeath);
+    assert_string_equal(di.content_type, IAS_AMQP_CONTENT_TYPE_JSON); /* today's shape */
 
     ias_publisher_free(p);
     rm_dir(spool);
@@ -575,6 +644,374 @@ static void test_heartbeat_idle(void **state)
     drop_queue(queue);
 }
 
+/* ---- packs ---------------------------------------------------------------- */
+
+/* Hands events to a publisher that cannot reach any broker, so all of them end
+ * in one spool segment, in order. A publisher with pack_max then replays them
+ * in batches of batch_max (256) records, which makes its packs deterministic.
+ * Event i is ids[i], its body carries it as event_id; with nl_at >= 0 the body
+ * of event nl_at has a newline in it (valid JSON all the same). */
+static void spool_offline(const char *spool, const char *key, char (*ids)[ID_LEN], int n, int nl_at)
+{
+    ias_publisher *p = publisher_new("amqp://ias:ias@127.0.0.1:1/%2f", spool);
+
+    assert_non_null(p);
+    for (int i = 0; i < n; i++) {
+        char body[200];
+        snprintf(body, sizeof(body), "{\"event_id\":\"%s\",%s\"i\":%d}", ids[i],
+                 i == nl_at ? "\n" : "", i);
+        assert_int_equal(
+            ias_publisher_publish(p, key, ids[i], IAS_EVENT_USAGE_V1, body, strlen(body)), IAS_OK);
+    }
+    ias_publisher_free(p);
+    assert_int_equal(count_segments(spool), 1);
+}
+
+/* The first message of a queue as the broker holds it (basic.get, not acked:
+ * it returns to the queue when the connection closes). */
+typedef struct raw_msg {
+    char content_type[64], message_id[ID_LEN], type[64], first_id[ID_LEN];
+    int nids;     /* entries of x-ias-message-ids, -1 if absent */
+    size_t lines; /* lines of the body */
+    int delivery_mode;
+} raw_msg;
+
+static void peek_first(const char *queue, raw_msg *out)
+{
+    ias_amqp_conn *c = connect_or_fail();
+    amqp_connection_state_t st = ias_amqp_conn_state(c);
+    amqp_rpc_reply_t r = amqp_basic_get(st, 1, amqp_cstring_bytes(queue), 0);
+    amqp_message_t msg;
+    const amqp_basic_properties_t *p = &msg.properties;
+
+    memset(out, 0, sizeof(*out));
+    out->nids = -1;
+    assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
+    assert_int_equal(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
+    r = amqp_read_message(st, 1, &msg, 0);
+    assert_int_equal(r.reply_type, AMQP_RESPONSE_NORMAL);
+    snprintf(out->content_type, sizeof(out->content_type), "%.*s", (int)p->content_type.len,
+             (const char *)p->content_type.bytes);
+    snprintf(out->message_id, sizeof(out->message_id), "%.*s", (int)p->message_id.len,
+             (const char *)p->message_id.bytes);
+    snprintf(out->type, sizeof(out->type), "%.*s", (int)p->type.len, (const char *)p->type.bytes);
+    out->delivery_mode = p->delivery_mode;
+    for (int h = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) && h < p->headers.num_entries; h++) {
+        const amqp_table_entry_t *e = &p->headers.entries[h];
+        if (e->key.len == strlen(IAS_AMQP_HDR_MESSAGE_IDS) &&
+            memcmp(e->key.bytes, IAS_AMQP_HDR_MESSAGE_IDS, e->key.len) == 0 &&
+            e->value.kind == AMQP_FIELD_KIND_ARRAY) {
+            const amqp_array_t *a = &e->value.value.array;
+            out->nids = a->num_entries;
+            if (a->num_entries > 0)
+                snprintf(out->first_id, sizeof(out->first_id), "%.*s",
+                         (int)a->entries[0].value.bytes.len,
+                         (const char *)a->entries[0].value.bytes.bytes);
+        }
+    }
+    out->lines = 1;
+    for (size_t i = 0; i < msg.body.len; i++)
+        out->lines += ((const char *)msg.body.bytes)[i] == '\n';
+    amqp_destroy_message(&msg);
+    ias_amqp_conn_free(c);
+}
+
+/* Packs formed by spool replay: their shape on the broker, then every event
+ * handed to the (one-by-one) handler with its own message id and body; an
+ * event whose body has a newline travels alone. */
+static void test_pack_replay_consume(void **state)
+{
+    char queue[64], key[80], spool[64];
+    char(*ids)[ID_LEN];
+    ias_publisher *p;
+    ias_publisher_stats st;
+    collector *c;
+    raw_msg rm;
+    const int N = 200;
+
+    (void)state;
+    if (!amqp_url())
+        skip();
+    ias_test_unique("it_pack", queue, sizeof(queue));
+    snprintf(key, sizeof(key), "test.%s", queue);
+    make_queue(queue, key);
+    make_tmpdir(spool, sizeof(spool));
+    ids = ias_xcalloc((size_t)N, sizeof(*ids));
+    for (int i = 0; i < N; i++)
+        snprintf(ids[i], ID_LEN, "pk-%s-%05d", queue, i);
+    spool_offline(spool, key, ids, N, 100);
+
+    p = publisher_new_pack(amqp_url(), spool, 64);
+    assert_non_null(p);
+    assert_int_equal(ias_publisher_wait_idle(p, 30000), IAS_OK);
+    ias_publisher_stats_get(p, &st);
+    /* 0-63 | 64-99 | 100 alone (newline) | 101-164 | 165-199 */
+    assert_int_equal(st.replayed, (uint64_t)N);
+    assert_int_equal(st.confirmed, (uint64_t)N);
+    assert_int_equal(st.messages, 5);
+    ias_publisher_free(p);
+    assert_int_equal(count_segments(spool), 0);
+    assert_int_equal(queue_depth(queue), 5);
+
+    peek_first(queue, &rm);
+    assert_string_equal(rm.content_type, IAS_AMQP_CONTENT_TYPE_PACK);
+    assert_string_equal(rm.type, IAS_EVENT_USAGE_V1);
+    assert_string_equal(rm.message_id, ids[0]); /* a pack is named after its first event */
+    assert_int_equal(rm.nids, 64);
+    assert_int_equal(rm.lines, 64);
+    assert_string_equal(rm.first_id, ids[0]);
+    assert_int_equal(rm.delivery_mode, 2);
+
+    c = collector_start_ex(queue, key, IAS_EVENT_USAGE_V1, MODE_ACK, 0, 0, true);
+    assert_true(wait_count(c, (size_t)N, 20000));
+    sleep_ms(300); /* anything extra would show up now */
+    collector_stop(c);
+    assert_int_equal(c->n, N);
+    assert_int_equal(distinct_ids(c), N);
+    for (int i = 0; i < N; i++) /* sorted: the same ids, each once */
+        assert_string_equal(c->ids[i], ids[i]);
+    assert_int_equal(c->bad, 0);
+    assert_int_equal(queue_depth(queue), 0);
+    collector_free(c);
+    free(ids);
+    rm_dir(spool);
+    drop_queue(queue);
+}
+
+/* Packs formed on the live (pipelined) path from events that queue up while
+ * earlier ones wait for confirms, consumed in batches whose size counts
+ * events. */
+static void test_pack_live_batches(void **state)
+{
+    char queue[64], key[80], spool[64], prefix[72];
+    ias_publisher_opts o = {0};
+    ias_publisher *p;
+    ias_publisher_stats st;
+    collector *c;
+    int ok;
+    const int N = 2000;
+
+    (void)state;
+    if (!amqp_url())
+        skip();
+    ias_test_unique("it_packlive", queue, sizeof(queue));
+    snprintf(key, sizeof(key), "test.%s", queue);
+    snprintf(prefix, sizeof(prefix), "pl-%s", queue);
+    make_queue(queue, key);
+    make_tmpdir(spool, sizeof(spool));
+    o.url = amqp_url();
+    o.spool_dir = spool;
+    o.name = "it";
+    o.queue_capacity = 4096; /* all of it fits: nothing takes the spool path */
+    o.pack_max = 64;
+    p = ias_publisher_new(&o);
+    assert_non_null(p);
+    assert_int_equal(ias_publisher_wait_idle(p, 10000), IAS_OK);
+    publish_n(p, key, prefix, N, &ok);
+    assert_int_equal(ok, N);
+    assert_int_equal(ias_publisher_wait_idle(p, 30000), IAS_OK);
+    ias_publisher_stats_get(p, &st);
+    fprintf(stderr, "live packs: %d events in %llu messages\n", N, (unsigned long long)st.messages);
+    assert_int_equal(st.confirmed, (uint64_t)N);
+    assert_int_equal(st.spooled, 0);
+    assert_true(st.messages >= (uint64_t)N / 64 && st.messages <= (uint64_t)N);
+    assert_int_equal(queue_depth(queue), (long)st.messages);
+    ias_publisher_free(p);
+
+    c = collector_start_ex(queue, key, IAS_EVENT_USAGE_V1, MODE_ACK, 0, 100, true);
+    assert_true(wait_count(c, (size_t)N, 30000));
+    sleep_ms(300);
+    collector_stop(c);
+    assert_int_equal(c->n, N);
+    assert_int_equal(distinct_ids(c), N);
+    assert_int_equal(c->bad, 0);
+    assert_true(c->max_batch <= 100 + 63); /* batch_max counts events, packs are not split */
+    assert_int_equal(queue_depth(queue), 0);
+    collector_free(c);
+    rm_dir(spool);
+    drop_queue(queue);
+}
+
+/* pack_wait_ms: events handed over one after the other while the first one
+ * waits (up to 1 s here, far longer than handing over 10 events takes) leave
+ * in one message. */
+static void test_pack_wait(void **state)
+{
+    char queue[64], key[80], spool[64], prefix[72];
+    ias_publisher_opts o = {0};
+    ias_publisher *p;
+    ias_publisher_stats st;
+    collector *c;
+    int ok;
+    const int N = 10;
+
+    (void)state;
+    if (!amqp_url())
+        skip();
+    ias_test_unique("it_packwait", queue, sizeof(queue));
+    snprintf(key, sizeof(key), "test.%s", queue);
+    snprintf(prefix, sizeof(prefix), "pw-%s", queue);
+    make_queue(queue, key);
+    make_tmpdir(spool, sizeof(spool));
+    o.url = amqp_url();
+    o.spool_dir = spool;
+    o.name = "it";
+    o.pack_max = 64;
+    o.pack_wait_ms = 1000;
+    p = ias_publisher_new(&o);
+    assert_non_null(p);
+    for (int i = 0; i < 200; i++) {
+        ias_publisher_stats_get(p, &st);
+        if (st.connected)
+            break;
+        sleep_ms(50);
+    }
+    publish_n(p, key, prefix, N, &ok);
+    assert_int_equal(ok, N);
+    assert_int_equal(ias_publisher_wait_idle(p, 10000), IAS_OK);
+    ias_publisher_stats_get(p, &st);
+    assert_int_equal(st.confirmed, (uint64_t)N);
+    assert_int_equal(st.messages, 1);
+    ias_publisher_free(p);
+
+    c = collector_start_ex(queue, key, IAS_EVENT_USAGE_V1, MODE_ACK, 0, 0, true);
+    assert_true(wait_count(c, (size_t)N, 10000));
+    collector_stop(c);
+    assert_int_equal(distinct_ids(c), (size_t)N);
+    assert_int_equal(c->bad, 0);
+    collector_free(c);
+    rm_dir(spool);
+    drop_queue(queue);
+}
+
+/* Inside packs: poison events go alone to ias.dead with the handler's reason,
+ * a RETRY is redelivered (only that event) and then acked, an event that keeps
+ * failing is dead-lettered alone after max_attempts, and the rest is processed
+ * once. A malformed pack is dead-lettered whole by the broker. */
+static void pack_poison_and_retry(size_t batch_max)
+{
+    char queue[64], key[80], spool[64], bad_id[ID_LEN], bad2_id[ID_LEN];
+    char(*ids)[ID_LEN];
+    ias_publisher *p;
+    ias_publisher_stats st;
+    collector *c;
+    dead_info di;
+    int npoison = 0, nflaky = 0;
+    size_t want;
+    const int N = 150;
+
+    if (!amqp_url())
+        skip();
+    ias_test_unique("it_packdlx", queue, sizeof(queue));
+    snprintf(key, sizeof(key), "test.%s", queue);
+    make_queue(queue, key);
+    make_tmpdir(spool, sizeof(spool));
+    ids = ias_xcalloc((size_t)N, sizeof(*ids));
+    for (int i = 0; i < N; i++) {
+        const char *kind = "ok";
+        if (i % 25 == 3) {
+            kind = "poison";
+            npoison++;
+        } else if (i % 25 == 7) {
+            kind = "flaky";
+            nflaky++;
+        } else if (i == 50 || i == 51) {
+            kind = "always"; /* two, so that their last copy is still a pack */
+        }
+        snprintf(ids[i], ID_LEN, "%s-%s-%05d", kind, queue, i);
+    }
+    spool_offline(spool, key, ids, N, -1);
+
+    /* Not from our publisher: two ids, one line. Dead-lettered whole. */
+    {
+        ias_amqp_conn *conn = connect_or_fail();
+        const char *body = "{\"event_id\":\"bad\"}";
+        const char *pids[2];
+        ias_amqp_props pr = {.type = IAS_EVENT_USAGE_V1, .timestamp_ms = ias_wall_ms()};
+        snprintf(bad_id, sizeof(bad_id), "bad-%s", queue);
+        snprintf(bad2_id, sizeof(bad2_id), "bad2-%s", queue);
+        pids[0] = bad_id;
+        pids[1] = bad2_id;
+        pr.message_id = bad_id;
+        pr.pack_ids = pids;
+        pr.npack = 2;
+        assert_int_equal(ias_amqp_publish_raw(conn, 1, "", queue, &pr, body, strlen(body)), IAS_OK);
+        ias_amqp_conn_free(conn);
+    }
+
+    p = publisher_new_pack(amqp_url(), spool, 64);
+    assert_non_null(p);
+    assert_int_equal(ias_publisher_wait_idle(p, 30000), IAS_OK);
+    ias_publisher_stats_get(p, &st);
+    assert_int_equal(st.replayed, (uint64_t)N);
+    assert_int_equal(st.messages, 3); /* 64 + 64 + 22 */
+    ias_publisher_free(p);
+
+    c = collector_start_ex(queue, key, IAS_EVENT_USAGE_V1, MODE_PACK_MIXED, 0, batch_max, true);
+    /* Every event once, the flaky ones a second time, "always" 3 times. */
+    want = (size_t)N + (size_t)nflaky + 2 * 2;
+    assert_true(wait_count(c, want, 30000));
+    sleep_ms(500);
+    collector_stop(c);
+    assert_int_equal(c->n, want);
+    assert_int_equal(c->bad, 0);
+    assert_int_equal(distinct_ids(c), (size_t)N);
+    for (int i = 0; i < N; i++) { /* sorted ids: count each */
+        size_t k = 0;
+        for (size_t j = 0; j < c->n; j++)
+            k += strcmp(c->ids[j], ids[i]) == 0;
+        if (strncmp(ids[i], "flaky-", 6) == 0)
+            assert_int_equal(k, 2);
+        else if (i == 50 || i == 51)
+            assert_int_equal(k, 3);
+        else
+            assert_int_equal(k, 1);
+    }
+    assert_int_equal(queue_depth(queue), 0);
+    collector_free(c);
+
+    /* Each poison event alone in ias.dead, with today's single-event shape,
+     * its original routing key and why. */
+    for (int i = 0; i < N; i++) {
+        if (strncmp(ids[i], "poison-", 7) != 0)
+            continue;
+        assert_true(wait_dead(ids[i], &di));
+        assert_string_equal(di.content_type, IAS_AMQP_CONTENT_TYPE_JSON);
+        assert_string_equal(di.routing_key, key);
+        assert_string_equal(di.reason, "test: poison");
+        assert_string_equal(di.queue, queue);
+        assert_int_equal(di.attempts, -1);
+        assert_false(di.xdeath);
+    }
+    for (int i = 50; i <= 51; i++) {
+        assert_true(wait_dead(ids[i], &di));
+        assert_string_equal(di.routing_key, key);
+        assert_string_equal(di.orig_key, key);
+        assert_int_equal(di.attempts, 2); /* the last copy carried two previous tries */
+        assert_string_equal(di.reason, "after 3 attempts: test: transient failure 3");
+        assert_false(di.xdeath);
+    }
+    assert_true(wait_dead(bad_id, &di));
+    assert_true(di.xdeath); /* basic.reject: the broker dead-lettered it */
+    assert_false(find_dead_info(bad2_id, &di));
+
+    free(ids);
+    rm_dir(spool);
+    drop_queue(queue);
+}
+
+static void test_pack_poison_and_retry(void **state)
+{
+    (void)state;
+    pack_poison_and_retry(0);
+}
+
+static void test_pack_poison_and_retry_batch(void **state)
+{
+    (void)state;
+    pack_poison_and_retry(40);
+}
+
 /* Set while the broker is stopped so teardown can restart it after a failure. */
 typedef struct suite_state {
     bool broker_stopped;
@@ -599,8 +1036,9 @@ static int suite_setup(void **state)
 }
 
 /* THE SPOOL TEST: 1,000 events published while RabbitMQ is down all arrive,
- * each exactly once, and the spool is empty afterwards. */
-static void test_spool_across_broker_outage(void **state)
+ * each exactly once, and the spool is empty afterwards (replayed one event per
+ * message, or packed with pack_max > 1). */
+static void spool_across_broker_outage(void **state, size_t pack_max)
 {
     suite_state *ss = *state;
     char queue[64], key[80], spool[64], prefix[72];
@@ -618,7 +1056,7 @@ static void test_spool_across_broker_outage(void **state)
     snprintf(prefix, sizeof(prefix), "sp-%s", queue);
     make_queue(queue, key); /* durable: survives the restart */
     make_tmpdir(spool, sizeof(spool));
-    p = publisher_new(amqp_url(), spool);
+    p = publisher_new_pack(amqp_url(), spool, pack_max);
     assert_non_null(p);
     assert_int_equal(ias_publisher_wait_idle(p, 10000), IAS_OK);
     /* The consumer runs through the outage too and must come back by itself. */
@@ -651,9 +1089,12 @@ static void test_spool_across_broker_outage(void **state)
     /* Reconnect (backoff capped at 1 s) and replay. */
     assert_int_equal(ias_publisher_wait_idle(p, 90000), IAS_OK);
     ias_publisher_stats_get(p, &st);
-    fprintf(stderr, "after replay: confirmed %llu, replayed %llu, spooled %llu, connects %llu\n",
-            (unsigned long long)st.confirmed, (unsigned long long)st.replayed,
-            (unsigned long long)st.spooled, (unsigned long long)st.connects);
+    fprintf(stderr,
+            "after replay (pack_max %zu): confirmed %llu in %llu messages, replayed %llu, "
+            "spooled %llu, connects %llu\n",
+            pack_max, (unsigned long long)st.confirmed, (unsigned long long)st.messages,
+            (unsigned long long)st.replayed, (unsigned long long)st.spooled,
+            (unsigned long long)st.connects);
     assert_true(st.spooled >= (uint64_t)N);
     assert_int_equal(st.replayed, (uint64_t)N);
     assert_int_equal(st.connects, 2);
@@ -676,6 +1117,16 @@ static void test_spool_across_broker_outage(void **state)
     assert_int_equal(count_segments(spool), 0);
     rm_dir(spool);
     drop_queue(queue);
+}
+
+static void test_spool_across_broker_outage(void **state)
+{
+    spool_across_broker_outage(state, 0);
+}
+
+static void test_spool_across_broker_outage_packed(void **state)
+{
+    spool_across_broker_outage(state, 64);
 }
 
 typedef struct pacer {
@@ -703,8 +1154,9 @@ static void *pacer_main(void *arg)
 
 /* Events keep flowing while the broker goes away and comes back: nothing is
  * lost. A duplicate is possible by design here (an event whose confirm was
- * lost with the connection is spooled and sent again): reported, not failed. */
-static void test_publish_through_outage(void **state)
+ * lost with the connection is spooled and sent again): reported, not failed.
+ * With pack_max > 1 a pack that lost its confirm is spooled event by event. */
+static void publish_through_outage(void **state, size_t pack_max)
 {
     suite_state *ss = *state;
     char queue[64], key[80], spool[64], prefix[72];
@@ -712,6 +1164,7 @@ static void test_publish_through_outage(void **state)
     pthread_t th;
     pacer pc;
     collector *c;
+    ias_publisher_stats st;
     int stop_rc, start_rc;
     size_t distinct;
     const int N = 3000;
@@ -723,7 +1176,7 @@ static void test_publish_through_outage(void **state)
     snprintf(prefix, sizeof(prefix), "fl-%s", queue);
     make_queue(queue, key);
     make_tmpdir(spool, sizeof(spool));
-    p = publisher_new(amqp_url(), spool);
+    p = publisher_new_pack(amqp_url(), spool, pack_max);
     assert_non_null(p);
     assert_int_equal(ias_publisher_wait_idle(p, 10000), IAS_OK);
 
@@ -742,6 +1195,13 @@ static void test_publish_through_outage(void **state)
     assert_int_equal(pc.ok, N);
     assert_int_equal(ias_publisher_wait_idle(p, 90000), IAS_OK);
     assert_int_equal(count_segments(spool), 0);
+    ias_publisher_stats_get(p, &st);
+    fprintf(stderr,
+            "through outage (pack_max %zu): confirmed %llu in %llu messages, spooled %llu, "
+            "replayed %llu\n",
+            pack_max, (unsigned long long)st.confirmed, (unsigned long long)st.messages,
+            (unsigned long long)st.spooled, (unsigned long long)st.replayed);
+    assert_true(st.confirmed >= (uint64_t)N);
 
     c = collector_start(queue, key, IAS_EVENT_USAGE_V1, MODE_ACK);
     assert_true(wait_count(c, (size_t)N, 60000));
@@ -751,10 +1211,21 @@ static void test_publish_through_outage(void **state)
     fprintf(stderr, "through outage: received %zu, distinct %zu, duplicates %zu\n", c->n, distinct,
             c->n - distinct);
     assert_int_equal(distinct, (size_t)N);
+    assert_int_equal(c->bad, 0);
     collector_free(c);
     ias_publisher_free(p);
     rm_dir(spool);
     drop_queue(queue);
+}
+
+static void test_publish_through_outage(void **state)
+{
+    publish_through_outage(state, 0);
+}
+
+static void test_publish_through_outage_packed(void **state)
+{
+    publish_through_outage(state, 64);
 }
 
 /* Events spooled by one publisher instance are replayed by the next one
@@ -814,8 +1285,15 @@ int main(void)
         cmocka_unit_test(test_retry_then_dead_letter),
         cmocka_unit_test(test_publisher_restart_replays),
         cmocka_unit_test(test_heartbeat_idle),
+        cmocka_unit_test(test_pack_replay_consume),
+        cmocka_unit_test(test_pack_live_batches),
+        cmocka_unit_test(test_pack_wait),
+        cmocka_unit_test(test_pack_poison_and_retry),
+        cmocka_unit_test(test_pack_poison_and_retry_batch),
         cmocka_unit_test(test_spool_across_broker_outage),
+        cmocka_unit_test(test_spool_across_broker_outage_packed),
         cmocka_unit_test(test_publish_through_outage),
+        cmocka_unit_test(test_publish_through_outage_packed),
     };
 
     ias_log_init("test_amqp", IAS_LOG_INFO);

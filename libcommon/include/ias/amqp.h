@@ -36,6 +36,19 @@ struct amqp_method_t_;
 #define IAS_AMQP_HDR_ATTEMPTS "x-ias-attempts"
 /* Original routing key of a message republished to its queue for RETRY. */
 #define IAS_AMQP_HDR_ROUTING_KEY "x-ias-routing-key"
+/* A pack: several events of one routing key and type in one message. Its
+ * content_type is IAS_AMQP_CONTENT_TYPE_PACK, the body is the events' JSON
+ * bodies joined by '\n' (none contains one), and this header is an array of
+ * their message ids, one per line, in order. See docs/architecture/events.md. */
+#define IAS_AMQP_CONTENT_TYPE_JSON "application/json"
+#define IAS_AMQP_CONTENT_TYPE_PACK "application/x-ndjson"
+#define IAS_AMQP_HDR_MESSAGE_IDS "x-ias-message-ids"
+/* On an event of a pack that the consumer dead-lettered alone (published to
+ * ias.events.dlx itself): the handler's reason and the queue it came from. */
+#define IAS_AMQP_HDR_DEAD_REASON "x-ias-dead-reason"
+#define IAS_AMQP_HDR_DEAD_QUEUE "x-ias-dead-queue"
+/* Most events in one pack (publisher option pack_max is clamped to it). */
+#define IAS_AMQP_PACK_MAX 1024
 
 /* AMQP short strings (routing keys, message ids, types) are at most 255 bytes. */
 #define IAS_AMQP_SHORTSTR_MAX 255
@@ -91,10 +104,15 @@ typedef struct ias_amqp_props {
     int64_t timestamp_ms;   /* wall clock; sent as AMQP seconds */
     int attempts;           /* > 0 adds the x-ias-attempts header */
     const char *orig_key;   /* non-NULL adds the x-ias-routing-key header */
+    /* npack > 0: the body is a pack of npack events and pack_ids their message
+     * ids (content_type application/x-ndjson, header x-ias-message-ids). */
+    const char *const *pack_ids;
+    size_t npack;
 } ias_amqp_props;
 
 /* amqp_basic_publish with ias properties (delivery_mode 2, content_type
- * application/json, message_id, type, timestamp) on `channel`, mandatory off. */
+ * application/json or, for a pack, application/x-ndjson, message_id, type,
+ * timestamp) on `channel`, mandatory off. */
 int ias_amqp_publish_raw(ias_amqp_conn *c, uint16_t channel, const char *exchange,
                          const char *routing_key, const ias_amqp_props *props, const void *body,
                          size_t len) IAS_MUSTCHECK;
@@ -208,8 +226,20 @@ typedef struct ias_publisher_opts {
     size_t spool_segment_bytes; /* 0 -> 4 MiB */
     uint64_t spool_max_bytes;   /* 0 -> 1 GiB */
     bool no_topology;           /* skip ias_amqp_declare_topology on connect */
+    /* 0 or 1: one event per message. N > 1: up to N consecutive queued events
+     * with the same routing key and type (bodies without '\n') go out as one
+     * pack message, at most pack_max_bytes of body (0 -> 256 KiB). Clamped to
+     * IAS_AMQP_PACK_MAX. Packs form from what queued up while earlier messages
+     * were being confirmed and, with pack_wait_ms > 0 (at most 1000), while the
+     * oldest queued event is younger than that: the broker's cost is per
+     * message, and at moderate rates only such a wait makes packs of more
+     * than a few events. Spool replay packs too. */
+    size_t pack_max;
+    size_t pack_max_bytes;
+    int pack_wait_ms;
 } ias_publisher_opts;
 
+/* Every count is in events, whether they travelled alone or packed. */
 typedef struct ias_publisher_stats {
     uint64_t published;    /* accepted by ias_publisher_publish */
     uint64_t confirmed;    /* acked by the broker (live and replayed) */
@@ -217,6 +247,7 @@ typedef struct ias_publisher_stats {
     uint64_t replayed;     /* spool records acked by the broker */
     uint64_t nacked;       /* basic.nack received */
     uint64_t connects;     /* successful connections */
+    uint64_t messages;     /* AMQP messages confirmed (a pack is one) */
     size_t queue_depth;    /* events in memory, not yet handed to the broker */
     size_t inflight;       /* published, waiting for confirms */
     size_t spool_segments; /* segment files on disk */
@@ -259,6 +290,9 @@ typedef enum {
     IAS_CONSUME_REJECT,  /* never processable: dead-letter now */
 } ias_consume_result;
 
+/* One event. A pack delivery is handed over as one ias_amqp_msg per event,
+ * each with its own message_id and body; they share the delivery's routing
+ * key, type, timestamp, attempt and redelivered flag. */
 typedef struct ias_amqp_msg {
     const char *queue;
     const char *routing_key; /* original key, also after RETRY */
@@ -291,7 +325,7 @@ typedef struct ias_consumer_opts {
     const char *queue;
     const char *const *bind_keys;
     size_t nbind_keys;
-    uint16_t prefetch;    /* basic.qos; 0 -> 16 */
+    uint16_t prefetch;    /* basic.qos in deliveries (a pack is one); 0 -> 16 */
     int max_attempts;     /* RETRY up to this many deliveries; 0 -> 5 */
     int retry_delay_ms;   /* pause before a RETRY republish, doubled per attempt
                              (cap 5 s); 0 -> 200, negative -> none */
@@ -301,10 +335,11 @@ typedef struct ias_consumer_opts {
     int reconnect_max_ms; /* 0 -> 15000 */
     bool no_topology;     /* skip ias_amqp_declare_topology on connect */
     ias_consume_fn handler;
-    /* Optional instead of handler: gathers up to batch_max deliveries (0 -> prefetch),
-     * waiting at most batch_wait_ms (0 -> 20) after the first, and calls batch_handler
-     * once for them, so a consumer can apply many events in one transaction. A RETRY
-     * pause is taken once per batch. */
+    /* Optional instead of handler: gathers deliveries until they carry batch_max
+     * events (0 -> prefetch; a pack is never split, so a batch can exceed it by
+     * less than one pack), waiting at most batch_wait_ms (0 -> 20) after the
+     * first, and calls batch_handler once for them, so a consumer can apply many
+     * events in one transaction. A RETRY pause is taken once per batch. */
     ias_consume_batch_fn batch_handler;
     size_t batch_max;
     int batch_wait_ms;
@@ -314,10 +349,14 @@ typedef struct ias_consumer_opts {
 } ias_consumer_opts;
 
 /* Blocking loop for a dedicated thread: connects (with capped, jittered
- * backoff), consumes with manual acks and calls handler for each message. ACK
- * acks; RETRY republishes the message to its queue with x-ias-attempts + 1 (in
- * a transaction, then acks the original) until max_attempts, then rejects it;
- * REJECT rejects without requeue so it goes to ias.events.dlx / ias.dead. The
+ * backoff), consumes with manual acks and calls handler for each event (a pack
+ * delivery is unpacked into its events). ACK acks; RETRY republishes the
+ * message to its queue with x-ias-attempts + 1 (in a transaction, then acks the
+ * original) until max_attempts, then rejects it; REJECT rejects without requeue
+ * so it goes to ias.events.dlx / ias.dead. In a pack only the events that were
+ * not ACKed are republished (RETRY, as one copy) or published alone to
+ * ias.events.dlx (REJECT, with x-ias-dead-reason), in one transaction, before
+ * the pack is acked. The
  * stop flag is checked every 250 ms while consuming and during backoff; a
  * connect or RPC in progress finishes first (5 s / 10 s timeouts). Handlers
  * should return well within two heartbeat intervals. Returns IAS_OK once
