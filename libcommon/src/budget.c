@@ -1,4 +1,13 @@
-/* Token budget reservations: one Lua script per operation (see ias/budget.h). */
+/* Token budget reservations (see ias/budget.h).
+ *
+ * One Lua script takes a batch of reserves and settles. A script call costs Redis
+ * more (script setup, MULTI/EXEC effects propagation to the AOF, reply building)
+ * than the commands of one reserve, so the async API sends everything queued on
+ * one client during one loop iteration as one EVALSHA: the first call queued makes
+ * a libevent event active, which runs after the callbacks already active in this
+ * iteration (one priority, appended to the active queue), so nothing waits on a
+ * timer; hiredis writes the command on the next iteration, as it did for a
+ * command queued directly. The blocking API sends batches of one. */
 #include "ias/budget.h"
 #include "ias/redis.h"
 
@@ -8,101 +17,296 @@
 #include <string.h>
 #include <time.h>
 
-/* Budget hashes outlive their month (accounting reads last month's figures);
- * reservation records outlive any TTL so a late purge still finds them. */
-#define BUDGET_KEY_KEEP_MS "5616000000"      /* 65 days */
-#define RESV_KEEP_EXTRA_MS 3456000000LL      /* 40 days past expiry */
+#include <event2/event.h>
+
+#define XSTR(x) STR(x)
+#define STR(x) #x
+
+/* Budget hashes outlive their month: TTL set when a write creates one. */
+#define BUDGET_KEY_KEEP_MS "5616000000" /* 65 days */
+/* Reservation records and the per org-month queue outlive any reservation TTL by
+ * this much, so a late purge still finds an expired reservation and releases it.
+ * The queue gets its TTL when the script creates it: a month's queue takes new
+ * reservations during that month only, well within the 40 days. */
+#define RESV_KEEP_EXTRA_MS "3456000000" /* 40 days */
+/* IAS_BUDGET_SETTLED_KEEP_MS as a literal for the script. */
+#define SETTLED_KEEP_MS "600000"
+_Static_assert(IAS_BUDGET_SETTLED_KEEP_MS == 600000, "SETTLED_KEEP_MS out of date");
 #define BUDGET_MAX_TOKENS 1000000000000000LL /* 1e15: exact in Lua doubles */
 #define PURGE_BATCH "256"
 
-/* KEYS: org budget, user budget ("" = none), resvq, resv.
- * ARGV: org_limit, user_limit, want, min, ttl_ms, org, user, month, id, keep_ms, resv_keep_ms
- * Returns {0, granted, org_rem, user_rem}, {1, 0, org_rem, user_rem} or an error. */
-static const char RESERVE_LUA[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local user = ARGV[7]\n"
-    "local keep = ARGV[10]\n"
-    "local exp = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, " PURGE_BATCH ")\n"
-    "for _, id in ipairs(exp) do\n"
-    "  local rk = 'ias:resv:' .. id\n"
-    "  local h = redis.call('HMGET', rk, 'tokens', 'user', 'state')\n"
-    "  if h[3] == 'open' then\n"
-    "    local tok = tonumber(h[1]) or 0\n"
-    "    redis.call('HINCRBY', KEYS[1], 'reserved', -tok)\n"
-    "    if h[2] and h[2] ~= '' then\n"
-    "      redis.call('HINCRBY', KEYS[1] .. ':u:' .. h[2], 'reserved', -tok)\n"
-    "    end\n"
-    "    redis.call('HSET', rk, 'state', 'expired')\n"
-    "    redis.call('PEXPIRE', rk, keep)\n"
-    "  end\n"
-    "  redis.call('ZREM', KEYS[3], id)\n"
-    "end\n"
-    "if redis.call('EXISTS', KEYS[4]) == 1 then\n"
-    "  return redis.error_reply('ERR reservation id already used')\n"
-    "end\n"
-    "local function remaining(key, limit)\n"
-    "  if limit < 0 then return -1 end\n"
-    "  local h = redis.call('HMGET', key, 'used', 'reserved')\n"
-    "  local r = limit - (tonumber(h[1]) or 0) - (tonumber(h[2]) or 0)\n"
-    "  if r < 0 then r = 0 end\n"
-    "  return r\n"
-    "end\n"
-    "local want = tonumber(ARGV[3])\n"
-    "local min = tonumber(ARGV[4])\n"
-    "local orem = remaining(KEYS[1], tonumber(ARGV[1]))\n"
-    "local urem = -1\n"
-    "if user ~= '' then urem = remaining(KEYS[2], tonumber(ARGV[2])) end\n"
-    "local grant = want\n"
-    "if orem >= 0 and orem < grant then grant = orem end\n"
-    "if urem >= 0 and urem < grant then grant = urem end\n"
-    "if grant < min then return {1, 0, orem, urem} end\n"
-    "local g = string.format('%d', grant)\n"
-    "redis.call('HINCRBY', KEYS[1], 'reserved', g)\n"
-    "redis.call('PEXPIRE', KEYS[1], '" BUDGET_KEY_KEEP_MS "')\n"
-    "if user ~= '' then\n"
-    "  redis.call('HINCRBY', KEYS[2], 'reserved', g)\n"
-    "  redis.call('PEXPIRE', KEYS[2], '" BUDGET_KEY_KEEP_MS "')\n"
-    "end\n"
-    "local expires = now + tonumber(ARGV[5])\n"
-    "redis.call('HSET', KEYS[4], 'org', ARGV[6], 'user', user, 'month', ARGV[8],\n"
-    "  'tokens', g, 'expires_ms', string.format('%d', expires), 'state', 'open')\n"
-    "redis.call('PEXPIRE', KEYS[4], ARGV[11])\n"
-    "redis.call('ZADD', KEYS[3], expires, ARGV[9])\n"
-    "redis.call('PEXPIRE', KEYS[3], ARGV[11])\n"
-    "if orem >= 0 then orem = orem - grant end\n"
-    "if urem >= 0 then urem = urem - grant end\n"
-    "return {0, grant, orem, urem}\n";
+/* Item error codes in the script's reply. */
+#define ITEM_ERR_DUPLICATE 1 /* reservation id already used */
+#define ITEM_ERR_DATA 2      /* a budget hash or queue is not of its type */
+#define ITEM_ERR_RECORD 3    /* ias:resv:{id} is not a record */
 
-/* KEYS: resv. ARGV: actual, keep_ms, id. Returns {0, added}. */
-static const char SETTLE_LUA[] =
-    "local h = redis.call('HMGET', KEYS[1], 'org', 'user', 'month', 'tokens', 'state')\n"
-    "if not h[1] or h[5] == 'settled' then return {0, 0} end\n"
-    "local ok = 'ias:budget:' .. h[1] .. ':' .. h[3]\n"
-    "local uk = ok .. ':u:' .. h[2]\n"
-    "if h[5] == 'open' then\n"
-    "  local tok = string.format('%d', -(tonumber(h[4]) or 0))\n"
-    "  redis.call('HINCRBY', ok, 'reserved', tok)\n"
-    "  if h[2] ~= '' then redis.call('HINCRBY', uk, 'reserved', tok) end\n"
-    "  redis.call('ZREM', 'ias:resvq:' .. h[1] .. ':' .. h[3], ARGV[3])\n"
+/* ARGV: items back to back, each
+ *   'r', org, user ("" = none), yyyymm, id, org_limit, user_limit, want, min, ttl_ms
+ *   's', id, actual
+ * Reply: 4 integers per item, in order: status, granted, org_remaining,
+ * user_remaining; status 0 = OK, 1 = refused, 2 = item error (ITEM_ERR_* in the
+ * second integer). Only a malformed batch (a client bug) is a script error.
+ *
+ * Each item runs as if alone, in order, but the batch reads TIME once, purges each
+ * org-month once (time does not move within a script; a purge that hit its limit
+ * runs again at the next reserve of that org-month, as every reserve did before),
+ * reads each budget hash once (HMGET), keeps its counters in Lua and writes it
+ * once at the end (HSET of the new values), and sends one ZADD and one ZREM per
+ * org-month queue. Item-level problems (a reused id, unreadable data) answer that
+ * item alone: data is read with pcall and nothing is written for a failed item.
+ *
+ * ias:resv:{id} is the string "state:tokens:expires_ms:org:yyyymm:user" (state
+ * open, expired or settled; user may be empty; ids never contain ':'), written
+ * with its TTL by one SET (NX for a new reservation: the duplicate check). Records
+ * written as hashes by earlier versions are still read, and become strings at
+ * their next change.
+ *
+ * Redis' Lua is slow at what a C programmer takes as free: every table, closure
+ * and field insert allocates, tonumber() and string.format() go through the C
+ * library, patterns backtrack. Hence records cut with plain finds, functions that
+ * return several values instead of a table, and array-shaped entries. */
+/* clang-format off */
+static const char BATCH_LUA[] =
+    "local now, nows\n"
+    /* Budget hash: read once, changed in memory, written once at the end.
+     * Entries are arrays (field names cost a table insert each in Redis' Lua):
+     * [1] used, [2] reserved, [3] used delta, [4] reserved delta,
+     * [5] unreadable, [6] absent (the write at the end creates it). */
+    "local budgets = {}\n"
+    "local function budget(k)\n"
+    "  local b = budgets[k]\n"
+    "  if b then return b end\n"
+    "  local h = redis.pcall('HMGET', k, 'used', 'reserved')\n"
+    "  local u, r = 0, 0\n"
+    "  if h.err then\n"
+    "    u = nil\n"
+    "  else\n"
+    "    if h[1] then u = tonumber(h[1]) end\n"
+    "    if h[2] then r = tonumber(h[2]) end\n"
+    "  end\n"
+    "  b = {u or 0, r or 0, 0, 0, not u or not r, not h[1] and not h[2]}\n"
+    "  budgets[k] = b\n"
+    "  return b\n"
     "end\n"
-    "local actual = tonumber(ARGV[1])\n"
-    "if actual > 0 then\n"
-    "  redis.call('HINCRBY', ok, 'used', ARGV[1])\n"
-    "  if h[2] ~= '' then redis.call('HINCRBY', uk, 'used', ARGV[1]) end\n"
+    /* state, tokens, 'org:yyyymm', user, the text after state; nil = no record,
+     * false = unreadable. */
+    "local function record(rk)\n"
+    "  local v = redis.pcall('GET', rk)\n"
+    "  if not v then return nil end\n"
+    "  if type(v) == 'table' then\n"
+    "    local h = redis.pcall('HMGET', rk, 'state', 'tokens', 'expires_ms', 'org', 'month', 'user')\n"
+    "    if h.err or not h[1] or not h[4] or not h[5] then return false end\n"
+    "    local om, user = h[4] .. ':' .. h[5], h[6] or ''\n"
+    "    return h[1], tonumber(h[2]) or 0, om, user,\n"
+    "      ':' .. (h[2] or '0') .. ':' .. (h[3] or '0') .. ':' .. om .. ':' .. user\n"
+    "  end\n"
+    "  local find, sub = string.find, string.sub\n"
+    "  local p1 = find(v, ':', 1, true)\n"
+    "  local p2 = p1 and find(v, ':', p1 + 1, true)\n"
+    "  local p3 = p2 and find(v, ':', p2 + 1, true)\n"
+    "  local p4 = p3 and find(v, ':', p3 + 1, true)\n"
+    "  local tok = p4 and tonumber(sub(v, p1 + 1, p2 - 1))\n"
+    "  if not tok or #v < p4 + 7 then return false end\n"
+    "  return sub(v, 1, p1 - 1), tok, sub(v, p3 + 1, p4 + 6), sub(v, p4 + 8), sub(v, p1)\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'state', 'settled')\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "return {0, actual}\n";
+    /* Queue of open reservations per org-month: [1] key, [2] the org's budget
+     * key, [3] purge due, [4] longest TTL granted, [5] ZADD and [6] ZREM
+     * arguments (false until needed), [7] the ZADD at the end may create it,
+     * [8] unreadable (not a zset). */
+    "local queues = {}\n"
+    "local function queue(om)\n"
+    "  local q = queues[om]\n"
+    "  if not q then\n"
+    "    q = {'ias:resvq:' .. om, 'ias:budget:' .. om, true, 0, false, false, false, false}\n"
+    "    queues[om] = q\n"
+    "  end\n"
+    "  return q\n"
+    "end\n"
+    /* Expired open reservations stop counting. The first member tells whether
+     * there are any, and whether the queue exists at all. */
+    "local function purge(q)\n"
+    "  q[3] = false\n"
+    "  local first = redis.pcall('ZRANGE', q[1], '0', '0', 'WITHSCORES')\n"
+    "  if first.err then\n"
+    "    q[8] = true\n"
+    "    return\n"
+    "  end\n"
+    "  if #first == 0 then\n"
+    "    q[7] = true\n"
+    "    return\n"
+    "  end\n"
+    "  if tonumber(first[2]) > now then return end\n"
+    "  local exp = redis.call('ZRANGEBYSCORE', q[1], '-inf', nows, 'LIMIT', '0', '" PURGE_BATCH "')\n"
+    "  for i = 1, #exp do\n"
+    "    local rk = 'ias:resv:' .. exp[i]\n"
+    "    local st, tok, _, user, rest = record(rk)\n"
+    "    if st == 'open' then\n"
+    "      local b = budget(q[2])\n"
+    "      b[4] = b[4] - tok\n"
+    "      if user ~= '' then\n"
+    "        b = budget(q[2] .. ':u:' .. user)\n"
+    "        b[4] = b[4] - tok\n"
+    "      end\n"
+    "      redis.call('SET', rk, 'expired' .. rest, 'PX', '" SETTLED_KEEP_MS "')\n"
+    "    end\n"
+    "  end\n"
+    "  if #exp > 0 then\n"
+    "    redis.call('ZREMRANGEBYRANK', q[1], '0', string.format('%d', #exp - 1))\n"
+    "    q[7] = true\n" /* it may be gone now */
+    "  end\n"
+    "  q[3] = #exp == " PURGE_BATCH "\n"
+    "end\n"
+    "local function reserve(org, user, month, id, olim, ulim, want, min, ttl)\n"
+    "  local om = org .. ':' .. month\n"
+    "  local q = queue(om)\n"
+    "  local ob, ub = budget(q[2]), nil\n"
+    "  if user ~= '' then ub = budget(q[2] .. ':u:' .. user) end\n"
+    "  if ob[5] or (ub and ub[5]) then return 2, " XSTR(ITEM_ERR_DATA) ", -1, -1 end\n"
+    "  if not now then\n"
+    "    local t = redis.call('TIME')\n"
+    "    now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "    nows = string.format('%d', now)\n"
+    "  end\n"
+    "  if q[3] then purge(q) end\n"
+    "  if q[8] then return 2, " XSTR(ITEM_ERR_DATA) ", -1, -1 end\n"
+    "  local g = want\n"
+    "  olim, want, min = olim + 0, want + 0, min + 0\n"
+    "  local orem, urem, grant = -1, -1, want\n"
+    "  if olim >= 0 then\n"
+    "    orem = olim - ob[1] - ob[3] - ob[2] - ob[4]\n"
+    "    if orem < 0 then orem = 0 end\n"
+    "    if orem < grant then grant = orem end\n"
+    "  end\n"
+    "  if ub then\n"
+    "    ulim = ulim + 0\n"
+    "    if ulim >= 0 then\n"
+    "      urem = ulim - ub[1] - ub[3] - ub[2] - ub[4]\n"
+    "      if urem < 0 then urem = 0 end\n"
+    "      if urem < grant then grant = urem end\n"
+    "    end\n"
+    "  end\n"
+    "  local rk = 'ias:resv:' .. id\n"
+    "  if grant < min then\n"
+    "    if redis.call('EXISTS', rk) == 1 then return 2, " XSTR(ITEM_ERR_DUPLICATE) ", -1, -1 end\n"
+    "    return 1, 0, orem, urem\n"
+    "  end\n"
+    "  local fmt = string.format\n"
+    "  if grant ~= want then g = fmt('%d', grant) end\n"
+    "  ttl = ttl + 0\n"
+    "  local exp = fmt('%d', now + ttl)\n"
+    "  if not redis.call('SET', rk, 'open:' .. g .. ':' .. exp .. ':' .. om .. ':' .. user,\n"
+    "      'PX', fmt('%d', ttl + " RESV_KEEP_EXTRA_MS "), 'NX') then\n"
+    "    return 2, " XSTR(ITEM_ERR_DUPLICATE) ", -1, -1\n"
+    "  end\n"
+    "  ob[4] = ob[4] + grant\n"
+    "  if ub then ub[4] = ub[4] + grant end\n"
+    "  local za = q[5]\n"
+    "  if not za then\n"
+    "    za = {}\n"
+    "    q[5] = za\n"
+    "  end\n"
+    "  za[#za + 1] = exp\n"
+    "  za[#za + 1] = id\n"
+    "  if ttl > q[4] then q[4] = ttl end\n"
+    "  if orem >= 0 then orem = orem - grant end\n"
+    "  if urem >= 0 then urem = urem - grant end\n"
+    "  return 0, grant, orem, urem\n"
+    "end\n"
+    "local function settle(id, actual)\n"
+    "  local rk = 'ias:resv:' .. id\n"
+    "  local st, tok, om, user, rest = record(rk)\n"
+    "  if st == false then return 2, " XSTR(ITEM_ERR_RECORD) ", -1, -1 end\n"
+    "  if not st or st == 'settled' then return 0, 0, -1, -1 end\n"
+    "  local q = queue(om)\n"
+    "  local ob, ub = budget(q[2]), nil\n"
+    "  if user ~= '' then ub = budget(q[2] .. ':u:' .. user) end\n"
+    "  if ob[5] or (ub and ub[5]) then return 2, " XSTR(ITEM_ERR_DATA) ", -1, -1 end\n"
+    "  if st == 'open' then\n"
+    "    ob[4] = ob[4] - tok\n"
+    "    if ub then ub[4] = ub[4] - tok end\n"
+    /* Reserved earlier in this batch: drop it from the pending ZADD instead. */
+    "    local za, found = q[5], false\n"
+    "    if za then\n"
+    "      for i = 2, #za, 2 do\n"
+    "        if za[i] == id then\n"
+    "          table.remove(za, i)\n"
+    "          table.remove(za, i - 1)\n"
+    "          found = true\n"
+    "          break\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    if not found then\n"
+    "      local zr = q[6]\n"
+    "      if not zr then\n"
+    "        zr = {}\n"
+    "        q[6] = zr\n"
+    "      end\n"
+    "      zr[#zr + 1] = id\n"
+    "    end\n"
+    "  end\n"
+    "  actual = actual + 0\n"
+    "  if actual > 0 then\n"
+    "    ob[3] = ob[3] + actual\n"
+    "    if ub then ub[3] = ub[3] + actual end\n"
+    "  end\n"
+    "  redis.call('SET', rk, 'settled' .. rest, 'PX', '" SETTLED_KEEP_MS "')\n"
+    "  return 0, actual, -1, -1\n"
+    "end\n"
+    "local argv = ARGV\n"
+    "local out, n, i, nargv = {0, 0, 0, 0}, 0, 1, #argv\n"
+    "while i <= nargv do\n"
+    "  local s, g, o, u\n"
+    "  local tag = argv[i]\n"
+    "  if tag == 'r' and i + 9 <= nargv then\n"
+    "    s, g, o, u = reserve(argv[i + 1], argv[i + 2], argv[i + 3], argv[i + 4], argv[i + 5],\n"
+    "      argv[i + 6], argv[i + 7], argv[i + 8], argv[i + 9])\n"
+    "    i = i + 10\n"
+    "  elseif tag == 's' and i + 2 <= nargv then\n"
+    "    s, g, o, u = settle(argv[i + 1], argv[i + 2])\n"
+    "    i = i + 3\n"
+    "  else\n"
+    "    return redis.error_reply('ERR malformed budget batch')\n"
+    "  end\n"
+    "  out[n + 1] = s\n"
+    "  out[n + 2] = g\n"
+    "  out[n + 3] = o\n"
+    "  out[n + 4] = u\n"
+    "  n = n + 4\n"
+    "end\n"
+    /* Effects are replicated, not the script, so the order of pairs() is free to
+     * vary. */
+    "local fmt = string.format\n"
+    "for k, b in pairs(budgets) do\n"
+    "  if not b[5] and (b[3] ~= 0 or b[4] ~= 0) then\n"
+    "    if b[3] == 0 then\n"
+    "      redis.call('HSET', k, 'reserved', fmt('%d', b[2] + b[4]))\n"
+    "    elseif b[4] == 0 then\n"
+    "      redis.call('HSET', k, 'used', fmt('%d', b[1] + b[3]))\n"
+    "    else\n"
+    "      redis.call('HSET', k, 'used', fmt('%d', b[1] + b[3]), 'reserved', fmt('%d', b[2] + b[4]))\n"
+    "    end\n"
+    "    if b[6] then redis.call('PEXPIRE', k, '" BUDGET_KEY_KEEP_MS "') end\n"
+    "  end\n"
+    "end\n"
+    "for _, q in pairs(queues) do\n"
+    "  if q[5] and #q[5] > 0 then\n"
+    "    redis.call('ZADD', q[1], unpack(q[5]))\n"
+    "    if q[7] then redis.call('PEXPIRE', q[1], fmt('%d', q[4] + " RESV_KEEP_EXTRA_MS ")) end\n"
+    "  end\n"
+    /* A queue that is not a zset only loses its cleanup. */
+    "  if q[6] then redis.pcall('ZREM', q[1], unpack(q[6])) end\n"
+    "end\n"
+    "return out\n";
+/* clang-format on */
 
 /* Read-only after the one-time init; shared by every thread. */
-static ias_redis_script reserve_script, settle_script;
+static ias_redis_script batch_script;
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 
 static void scripts_init(void)
 {
-    ias_redis_script_init(&reserve_script, RESERVE_LUA);
-    ias_redis_script_init(&settle_script, SETTLE_LUA);
+    ias_redis_script_init(&batch_script, BATCH_LUA);
 }
 
 void ias_budget_month(int64_t wall_ms, char out[7])
@@ -151,22 +355,41 @@ static bool month_ok(const char *m)
     return true;
 }
 
-/* Everything one EVALSHA needs, in one block. */
-typedef struct reserve_args {
-    char korg[IAS_BUDGET_ID_MAX + 32];
-    char kuser[2 * IAS_BUDGET_ID_MAX + 40];
-    char kq[IAS_BUDGET_ID_MAX + 32];
-    char kresv[IAS_BUDGET_ID_MAX + 16];
-    char olim[24], ulim[24], want[24], min[24], ttl[24], keep[24], resv_keep[24];
-    char month[7];
-    const char *keys[4];
-    const char *args[11];
-} reserve_args;
+/* ---- one item's script arguments ---- */
 
-static int reserve_prepare(const ias_budget_reserve_req *q, reserve_args *a)
+#define ITEM_ARGS_MAX 10
+/* Tag, three ids, month and five int64 numbers, each with its NUL. */
+#define ITEM_TEXT_MAX (2 + 3 * (IAS_BUDGET_ID_MAX + 1) + 7 + 5 * 21)
+
+typedef struct item_args {
+    int argc;
+    size_t used;
+    const char *argv[ITEM_ARGS_MAX];
+    char text[ITEM_TEXT_MAX];
+} item_args;
+
+static void put_str(item_args *a, const char *s)
 {
-    const char *user;
-    int64_t ttl;
+    size_t n = strlen(s) + 1;
+
+    if (a->argc >= ITEM_ARGS_MAX || n > sizeof(a->text) - a->used)
+        ias_die("budget: item arguments overflow"); /* ids are validated first */
+    memcpy(a->text + a->used, s, n);
+    a->argv[a->argc++] = a->text + a->used;
+    a->used += n;
+}
+
+static void put_int(item_args *a, int64_t v)
+{
+    char num[24];
+
+    snprintf(num, sizeof(num), "%" PRId64, v);
+    put_str(a, num);
+}
+
+static int reserve_prepare(const ias_budget_reserve_req *q, item_args *a)
+{
+    char month[7];
 
     if (!q || !id_ok(q->org_id, false) || !id_ok(q->user_id, true) ||
         !id_ok(q->reservation_id, false))
@@ -177,183 +400,288 @@ static int reserve_prepare(const ias_budget_reserve_req *q, reserve_args *a)
     if (q->month) {
         if (!month_ok(q->month))
             return IAS_ERR;
-        memcpy(a->month, q->month, 7);
+        memcpy(month, q->month, 7);
     } else {
-        ias_budget_month(ias_wall_ms(), a->month);
+        ias_budget_month(ias_wall_ms(), month);
     }
-    ttl = q->ttl_ms > 0 ? q->ttl_ms : IAS_BUDGET_DEFAULT_TTL_MS;
-    user = q->user_id ? q->user_id : "";
-
-    snprintf(a->korg, sizeof(a->korg), "ias:budget:%s:%s", q->org_id, a->month);
-    if (user[0])
-        snprintf(a->kuser, sizeof(a->kuser), "ias:budget:%s:%s:u:%s", q->org_id, a->month, user);
-    else
-        a->kuser[0] = '\0';
-    snprintf(a->kq, sizeof(a->kq), "ias:resvq:%s:%s", q->org_id, a->month);
-    snprintf(a->kresv, sizeof(a->kresv), "ias:resv:%s", q->reservation_id);
-    snprintf(a->olim, sizeof(a->olim), "%" PRId64, q->org_limit < 0 ? -1 : q->org_limit);
-    snprintf(a->ulim, sizeof(a->ulim), "%" PRId64, q->user_limit < 0 ? -1 : q->user_limit);
-    snprintf(a->want, sizeof(a->want), "%" PRId64, q->want);
-    snprintf(a->min, sizeof(a->min), "%" PRId64, q->min);
-    snprintf(a->ttl, sizeof(a->ttl), "%" PRId64, ttl);
-    snprintf(a->keep, sizeof(a->keep), "%d", IAS_BUDGET_SETTLED_KEEP_MS);
-    snprintf(a->resv_keep, sizeof(a->resv_keep), "%lld", (long long)(ttl + RESV_KEEP_EXTRA_MS));
-
-    a->keys[0] = a->korg;
-    a->keys[1] = a->kuser;
-    a->keys[2] = a->kq;
-    a->keys[3] = a->kresv;
-    a->args[0] = a->olim;
-    a->args[1] = a->ulim;
-    a->args[2] = a->want;
-    a->args[3] = a->min;
-    a->args[4] = a->ttl;
-    a->args[5] = q->org_id;
-    a->args[6] = user;
-    a->args[7] = a->month;
-    a->args[8] = q->reservation_id;
-    a->args[9] = a->keep;
-    a->args[10] = a->resv_keep;
+    a->argc = 0;
+    a->used = 0;
+    put_str(a, "r");
+    put_str(a, q->org_id);
+    put_str(a, q->user_id ? q->user_id : "");
+    put_str(a, month);
+    put_str(a, q->reservation_id);
+    put_int(a, q->org_limit < 0 ? -1 : q->org_limit);
+    put_int(a, q->user_limit < 0 ? -1 : q->user_limit);
+    put_int(a, q->want);
+    put_int(a, q->min);
+    put_int(a, q->ttl_ms > 0 ? q->ttl_ms : IAS_BUDGET_DEFAULT_TTL_MS);
     return IAS_OK;
 }
 
-typedef struct settle_args {
-    char kresv[IAS_BUDGET_ID_MAX + 16];
-    char actual[24], keep[24];
-    const char *keys[1];
-    const char *args[3];
-} settle_args;
-
-static int settle_prepare(const char *id, int64_t actual, settle_args *a)
+static int settle_prepare(const char *id, int64_t actual, item_args *a)
 {
     if (!id_ok(id, false) || actual < 0 || actual > BUDGET_MAX_TOKENS)
         return IAS_ERR;
-    snprintf(a->kresv, sizeof(a->kresv), "ias:resv:%s", id);
-    snprintf(a->actual, sizeof(a->actual), "%" PRId64, actual);
-    snprintf(a->keep, sizeof(a->keep), "%d", IAS_BUDGET_SETTLED_KEEP_MS);
-    a->keys[0] = a->kresv;
-    a->args[0] = a->actual;
-    a->args[1] = a->keep;
-    a->args[2] = id;
+    a->argc = 0;
+    a->used = 0;
+    put_str(a, "s");
+    put_str(a, id);
+    put_int(a, actual);
     return IAS_OK;
 }
 
-/* Decodes {status, granted[, org_rem, user_rem]}. */
-static void decode_reply(const redisReply *rep, const char *err, ias_budget_result *res)
+/* ---- replies ---- */
+
+static void result_error(ias_budget_result *res, const char *why)
 {
     memset(res, 0, sizeof(*res));
+    res->status = IAS_BUDGET_ERROR;
     res->org_remaining = -1;
     res->user_remaining = -1;
-    if (err || !rep) {
-        res->status = IAS_BUDGET_ERROR;
-        res->error = err ? err : "no reply from redis";
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
-        res->status = IAS_BUDGET_ERROR;
-        res->error = rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply from redis";
-        return;
-    }
-    for (size_t i = 0; i < rep->elements && i < 4; i++) {
-        if (rep->element[i]->type != REDIS_REPLY_INTEGER) {
-            res->status = IAS_BUDGET_ERROR;
-            res->error = "unexpected reply from redis";
-            return;
-        }
-    }
-    res->status = rep->element[0]->integer == 0 ? IAS_BUDGET_OK : IAS_BUDGET_OVER;
-    res->granted = rep->element[1]->integer;
-    if (rep->elements >= 4) {
-        res->org_remaining = rep->element[2]->integer;
-        res->user_remaining = rep->element[3]->integer;
-    }
+    res->error = why;
 }
 
-typedef struct budget_call {
+/* NULL when rep answers n items; otherwise why it does not. */
+static const char *reply_check(const redisReply *rep, size_t n)
+{
+    if (!rep)
+        return "no reply from redis";
+    if (rep->type == REDIS_REPLY_ERROR)
+        return rep->str;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 * n)
+        return "unexpected reply from redis";
+    for (size_t i = 0; i < rep->elements; i++) {
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+            return "unexpected reply from redis";
+    }
+    return NULL;
+}
+
+/* Item i of a reply that passed reply_check. */
+static void decode_item(const redisReply *rep, size_t i, ias_budget_result *res)
+{
+    long long status = rep->element[4 * i]->integer, v = rep->element[4 * i + 1]->integer;
+
+    if (status == 2) {
+        result_error(res, v == ITEM_ERR_DUPLICATE ? "reservation id already used"
+                          : v == ITEM_ERR_DATA    ? "budget data in redis is unreadable"
+                          : v == ITEM_ERR_RECORD  ? "reservation record in redis is unreadable"
+                                                  : "unexpected reply from redis");
+        return;
+    }
+    if (status != 0 && status != 1) {
+        result_error(res, "unexpected reply from redis");
+        return;
+    }
+    memset(res, 0, sizeof(*res));
+    res->status = status == 0 ? IAS_BUDGET_OK : IAS_BUDGET_OVER;
+    res->granted = v;
+    res->org_remaining = rep->element[4 * i + 2]->integer;
+    res->user_remaining = rep->element[4 * i + 3]->integer;
+}
+
+/* ---- async: one batch per client per loop iteration ---- */
+
+#define BATCH_MAX IAS_BUDGET_BATCH_MAX
+
+typedef struct item_cb {
     ias_budget_cb cb;
     void *arg;
-} budget_call;
+} item_cb;
 
-static void on_eval(const redisReply *rep, const char *err, void *arg)
+/* A batch handed to Redis: the callbacks, in item order. */
+typedef struct sent_batch {
+    size_t n;
+    item_cb cbs[];
+} sent_batch;
+
+/* Items queued on one client, waiting for the end of the loop iteration. */
+typedef struct batcher {
+    ias_redis_async *r;
+    struct event *flush_ev;
+    size_t n;
+    item_cb cbs[BATCH_MAX];
+    item_args items[BATCH_MAX];
+} batcher;
+
+static const char batcher_tag; /* its address names our state on a client */
+
+static void on_batch_reply(const redisReply *rep, const char *err, void *arg)
 {
-    budget_call *c = arg;
+    sent_batch *sb = arg;
+    const char *why = err ? err : reply_check(rep, sb->n);
     ias_budget_result res;
-    decode_reply(rep, err, &res);
-    c->cb(&res, c->arg);
-    free(c);
+
+    /* A callback may queue more items or free the client: neither touches sb,
+     * and rep lives until we return. */
+    for (size_t i = 0; i < sb->n; i++) {
+        if (why)
+            result_error(&res, why);
+        else
+            decode_item(rep, i, &res);
+        sb->cbs[i].cb(&res, sb->cbs[i].arg);
+    }
+    free(sb);
+}
+
+/* Hands n items to the client as one script call; their callbacks fire from
+ * on_batch_reply, never from here. */
+static void send_items(ias_redis_async *r, const item_args *items, const item_cb *cbs, size_t n)
+{
+    const char *argv[BATCH_MAX * ITEM_ARGS_MAX];
+    sent_batch *sb;
+    int argc = 0;
+
+    if (n == 0 || n > BATCH_MAX)
+        ias_die("budget: batch of %zu items", n);
+    sb = ias_xmalloc(sizeof(*sb) + n * sizeof(sb->cbs[0]));
+    sb->n = n;
+    memcpy(sb->cbs, cbs, n * sizeof(cbs[0]));
+    for (size_t i = 0; i < n; i++) {
+        for (int j = 0; j < items[i].argc; j++)
+            argv[argc++] = items[i].argv[j];
+    }
+    /* The client copies the arguments, so the batcher's buffers are free again. */
+    ias_redis_async_eval(r, &batch_script, 0, NULL, argc, argv, on_batch_reply, sb);
+}
+
+static void batcher_flush(batcher *b)
+{
+    size_t n = b->n;
+
+    if (n == 0)
+        return;
+    b->n = 0;
+    send_items(b->r, b->items, b->cbs, n);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    batcher_flush(arg);
+}
+
+/* Client teardown: what is still queued fails, exactly once. */
+static void batcher_free(void *data)
+{
+    batcher *b = data;
+    ias_budget_result res;
+
+    event_free(b->flush_ev);
+    for (size_t i = 0; i < b->n; i++) {
+        result_error(&res, "redis client closed");
+        b->cbs[i].cb(&res, b->cbs[i].arg);
+    }
+    free(b);
+}
+
+/* NULL when the client is being freed. */
+static batcher *batcher_get(ias_redis_async *r)
+{
+    batcher *b = ias_redis_async_ext_get(r, &batcher_tag);
+
+    if (b)
+        return b;
+    b = ias_xcalloc(1, sizeof(*b));
+    b->r = r;
+    b->flush_ev = event_new(ias_redis_async_base(r), -1, 0, on_flush, b);
+    if (!b->flush_ev)
+        ias_die("budget: event_new failed");
+    if (ias_redis_async_ext_set(r, &batcher_tag, b, batcher_free) != IAS_OK) {
+        event_free(b->flush_ev);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* Queues the item just prepared in b->items[b->n], or sends `one` alone when
+ * there is no batcher. */
+static void enqueue(ias_redis_async *r, batcher *b, const item_args *one, ias_budget_cb cb,
+                    void *arg)
+{
+    item_cb c = {cb, arg};
+
+    if (!b) {
+        /* The client is going away: the call fails like any command after free. */
+        send_items(r, one, &c, 1);
+        return;
+    }
+    b->cbs[b->n++] = c;
+    if (b->n == 1)
+        event_active(b->flush_ev, EV_TIMEOUT, 0);
+    if (b->n == BATCH_MAX)
+        batcher_flush(b); /* the active event then finds nothing to send */
 }
 
 int ias_budget_reserve(ias_redis_async *r, const ias_budget_reserve_req *q, ias_budget_cb cb,
                        void *arg)
 {
-    reserve_args a;
-    budget_call *c;
+    item_args one;
+    batcher *b;
 
-    if (!r || !cb || reserve_prepare(q, &a) != IAS_OK)
+    if (!r || !cb)
         return IAS_ERR;
     pthread_once(&scripts_once, scripts_init);
-    c = ias_xmalloc(sizeof(*c));
-    c->cb = cb;
-    c->arg = arg;
-    /* hiredis copies the arguments into its output buffer, so a may go now. */
-    ias_redis_async_eval(r, &reserve_script, 4, a.keys, 11, a.args, on_eval, c);
+    b = batcher_get(r);
+    if (reserve_prepare(q, b ? &b->items[b->n] : &one) != IAS_OK)
+        return IAS_ERR;
+    enqueue(r, b, &one, cb, arg);
     return IAS_OK;
 }
 
 int ias_budget_settle(ias_redis_async *r, const char *reservation_id, int64_t actual_tokens,
                       ias_budget_cb cb, void *arg)
 {
-    settle_args a;
-    budget_call *c;
+    item_args one;
+    batcher *b;
 
-    if (!r || !cb || settle_prepare(reservation_id, actual_tokens, &a) != IAS_OK)
+    if (!r || !cb)
         return IAS_ERR;
     pthread_once(&scripts_once, scripts_init);
-    c = ias_xmalloc(sizeof(*c));
-    c->cb = cb;
-    c->arg = arg;
-    ias_redis_async_eval(r, &settle_script, 1, a.keys, 3, a.args, on_eval, c);
+    b = batcher_get(r);
+    if (settle_prepare(reservation_id, actual_tokens, b ? &b->items[b->n] : &one) != IAS_OK)
+        return IAS_ERR;
+    enqueue(r, b, &one, cb, arg);
     return IAS_OK;
 }
 
-static void sync_result(int rc, redisReply *rep, ias_budget_result *out)
+/* ---- blocking: a batch of one ---- */
+
+static void sync_run(ias_redis_sync *r, const item_args *a, ias_budget_result *out)
 {
-    if (rc != IAS_OK) {
-        decode_reply(NULL, "redis unreachable", out);
+    redisReply *rep = NULL;
+
+    pthread_once(&scripts_once, scripts_init);
+    if (ias_redis_sync_eval(r, &batch_script, 0, NULL, a->argc, a->argv, &rep) != IAS_OK) {
+        result_error(out, "redis unreachable");
         return;
     }
-    decode_reply(rep, NULL, out);
-    if (out->status == IAS_BUDGET_ERROR)
-        out->error = "redis refused the budget script"; /* rep is freed below */
+    if (reply_check(rep, 1))
+        result_error(out, "redis refused the budget script"); /* rep is freed below */
+    else
+        decode_item(rep, 0, out);
     freeReplyObject(rep);
 }
 
 int ias_budget_reserve_sync(ias_redis_sync *r, const ias_budget_reserve_req *q,
                             ias_budget_result *out)
 {
-    reserve_args a;
-    redisReply *rep = NULL;
-    int rc;
+    item_args a;
 
     if (!r || !out || reserve_prepare(q, &a) != IAS_OK)
         return IAS_ERR;
-    pthread_once(&scripts_once, scripts_init);
-    rc = ias_redis_sync_eval(r, &reserve_script, 4, a.keys, 11, a.args, &rep);
-    sync_result(rc, rep, out);
+    sync_run(r, &a, out);
     return IAS_OK;
 }
 
 int ias_budget_settle_sync(ias_redis_sync *r, const char *reservation_id, int64_t actual_tokens,
                            ias_budget_result *out)
 {
-    settle_args a;
-    redisReply *rep = NULL;
-    int rc;
+    item_args a;
 
     if (!r || !out || settle_prepare(reservation_id, actual_tokens, &a) != IAS_OK)
         return IAS_ERR;
-    pthread_once(&scripts_once, scripts_init);
-    rc = ias_redis_sync_eval(r, &settle_script, 1, a.keys, 3, a.args, &rep);
-    sync_result(rc, rep, out);
+    sync_run(r, &a, out);
     return IAS_OK;
 }

@@ -60,6 +60,11 @@ struct ias_redis_async {
     struct event *reconnect_ev;
     struct event *connect_timeout_ev;
     op *ops; /* every live op */
+    struct {
+        const void *tag; /* NULL = free slot */
+        void *data;
+        ias_redis_async_ext_free_fn free_fn;
+    } ext[IAS_REDIS_ASYNC_EXT_MAX];
 };
 
 static void maybe_finish_free(ias_redis_async *a);
@@ -485,6 +490,41 @@ ias_redis_async *ias_redis_async_new(struct event_base *base, const char *url)
     return a;
 }
 
+struct event_base *ias_redis_async_base(const ias_redis_async *a)
+{
+    return a->base;
+}
+
+void *ias_redis_async_ext_get(const ias_redis_async *a, const void *tag)
+{
+    for (size_t i = 0; i < IAS_ARRAY_LEN(a->ext); i++) {
+        if (a->ext[i].tag == tag)
+            return a->ext[i].data;
+    }
+    return NULL;
+}
+
+int ias_redis_async_ext_set(ias_redis_async *a, const void *tag, void *data,
+                            ias_redis_async_ext_free_fn free_fn)
+{
+    size_t slot = IAS_ARRAY_LEN(a->ext);
+
+    if (!tag || a->freeing)
+        return IAS_ERR;
+    for (size_t i = 0; i < IAS_ARRAY_LEN(a->ext); i++) {
+        if (a->ext[i].tag == tag)
+            return IAS_ERR;
+        if (!a->ext[i].tag && slot == IAS_ARRAY_LEN(a->ext))
+            slot = i;
+    }
+    if (slot == IAS_ARRAY_LEN(a->ext))
+        return IAS_ERR;
+    a->ext[slot].tag = tag;
+    a->ext[slot].data = data;
+    a->ext[slot].free_fn = free_fn;
+    return IAS_OK;
+}
+
 void ias_redis_async_set_timeout(ias_redis_async *a, unsigned timeout_ms)
 {
     a->timeout_ms = timeout_ms ? timeout_ms : 1;
@@ -571,6 +611,20 @@ void ias_redis_async_free(ias_redis_async *a)
         return;
     a->freeing = true;
     enter(a);
+    /* Modules first, while the client still stands: what they queued fails now,
+     * and anything they send from here fails like any command after free. */
+    for (size_t i = 0; i < IAS_ARRAY_LEN(a->ext); i++) {
+        void *data = a->ext[i].data;
+        ias_redis_async_ext_free_fn fn = a->ext[i].free_fn;
+
+        if (!a->ext[i].tag)
+            continue;
+        a->ext[i].tag = NULL;
+        a->ext[i].data = NULL;
+        a->ext[i].free_fn = NULL;
+        if (fn)
+            fn(data);
+    }
     set_connected(a, false);
     event_del(a->reconnect_ev);
     event_del(a->connect_timeout_ev);

@@ -3,17 +3,24 @@
  *
  *   ias:budget:{org}:{yyyymm}            hash used, reserved
  *   ias:budget:{org}:{yyyymm}:u:{user}   hash used, reserved
- *   ias:resv:{reservation_id}            hash org, user, month, tokens, expires_ms, state
+ *   ias:resv:{reservation_id}            string "state:tokens:expires_ms:org:yyyymm:user"
  *   ias:resvq:{org}:{yyyymm}             zset reservation id -> expiry ms
  *
- * Each operation is one Lua script, so the org and user counters move together.
- * Reserve purges the org's expired reservations first (their tokens stop counting),
- * then grants want, or less down to min, when used + reserved + grant fits both
- * limits. Settle is idempotent: it moves the reservation out of reserved and adds
- * the actual tokens to used once; a settle that arrives after the reservation
- * expired still adds the tokens (they were consumed), a second settle does
- * nothing. A settled reservation is remembered IAS_BUDGET_SETTLED_KEEP_MS.
- * Time comes from the Redis server (TIME), so instances with skewed clocks agree. */
+ * Every operation runs inside one Lua script, so the org and user counters move
+ * together. Reserve purges the org's expired reservations first (their tokens stop
+ * counting), then grants want, or less down to min, when used + reserved + grant
+ * fits both limits. Settle is idempotent: it moves the reservation out of reserved
+ * and adds the actual tokens to used once; a settle that arrives after the
+ * reservation expired still adds the tokens (they were consumed), a second settle
+ * does nothing. A settled reservation is remembered IAS_BUDGET_SETTLED_KEEP_MS.
+ * Time comes from the Redis server (TIME), so instances with skewed clocks agree.
+ *
+ * Batching: the async calls made on one ias_redis_async during one event-loop
+ * iteration are sent together, at the end of that iteration (no timer: nothing
+ * waits when the load is low), as one script call of up to IAS_BUDGET_BATCH_MAX
+ * items that runs them in call order, each as if alone; every call still gets its
+ * own result and callback. A script call costs Redis more than the commands of one
+ * reserve, so this is what keeps Redis cheap under load. */
 #ifndef IAS_BUDGET_H
 #define IAS_BUDGET_H
 
@@ -31,6 +38,7 @@ enum {
 #define IAS_BUDGET_ID_MAX 128                       /* org, user, reservation ids */
 #define IAS_BUDGET_DEFAULT_TTL_MS (10 * 60 * 1000)  /* unsettled reservation lifetime */
 #define IAS_BUDGET_SETTLED_KEEP_MS (10 * 60 * 1000) /* settle idempotency window */
+#define IAS_BUDGET_BATCH_MAX 64                     /* items per script call */
 
 /* "yyyymm" of a wall-clock time, UTC. */
 void ias_budget_month(int64_t wall_ms, char out[7]);
@@ -59,8 +67,12 @@ typedef struct ias_budget_result {
 typedef void (*ias_budget_cb)(const ias_budget_result *res, void *arg);
 
 /* Async (hot path). The callback fires exactly once, never inside the call,
- * with status ERROR when Redis did not answer. IAS_ERR (and no callback) for an
- * invalid request (missing or over-long ids, min/want out of range). */
+ * with status ERROR when Redis did not answer (then every call of the same batch
+ * gets that error), when the reservation id is already used, or when the Redis
+ * data of this item is unreadable (those two fail this call alone). Calls still
+ * queued when the client is freed get ERROR from ias_redis_async_free(). IAS_ERR
+ * (and no callback) for an invalid request (missing or over-long ids, min/want out
+ * of range). */
 int ias_budget_reserve(ias_redis_async *r, const ias_budget_reserve_req *q, ias_budget_cb cb,
                        void *arg) IAS_MUSTCHECK;
 /* actual_tokens 0 = release. Unknown or already settled ids answer OK with granted 0. */

@@ -116,4 +116,23 @@ void ias_redis_async_eval(ias_redis_async *a, const ias_redis_script *script, in
                           const char *const *keys, int nargs, const char *const *args,
                           ias_redis_async_cb cb, void *arg);
 
+/* The event_base the client runs on (for modules that defer work to the end of
+ * the current loop iteration, e.g. the budget batcher). */
+struct event_base *ias_redis_async_base(const ias_redis_async *a);
+
+/* Per-client state of a module layered on the client, found by a tag (the
+ * address of a static object of that module), so the module needs no global
+ * map. free_fn runs once, from ias_redis_async_free(), before anything else is
+ * torn down; the client is still usable, but commands queued from there on fail
+ * ("redis client closed"). A module queueing work of its own must fail it there:
+ * every callback it owes still fires exactly once. */
+#define IAS_REDIS_ASYNC_EXT_MAX 4
+typedef void (*ias_redis_async_ext_free_fn)(void *data);
+/* NULL when the tag has no state on this client. */
+void *ias_redis_async_ext_get(const ias_redis_async *a, const void *tag);
+/* IAS_ERR (nothing stored) when the client is being freed, the tag is already
+ * set, or all IAS_REDIS_ASYNC_EXT_MAX slots are taken. */
+int ias_redis_async_ext_set(ias_redis_async *a, const void *tag, void *data,
+                            ias_redis_async_ext_free_fn free_fn) IAS_MUSTCHECK;
+
 #endif
