@@ -1,7 +1,10 @@
 /* Relays an upstream response to the client as it arrives: status, selected
  * headers, then the body in chunks. Backpressure: when the client's unsent
  * bytes pass IAS_STREAM_HIGH_WATER the upstream is paused (its socket stops
- * being read, TCP does the rest) and resumed once they drained to half. */
+ * being read, TCP does the rest) and resumed once they drained to half.
+ * A small body of known length (not SSE, at most PIPE_BUFFER_MAX) is instead
+ * collected and answered in one piece with its Content-Length: no chunked
+ * framing, and an upstream that fails mid-body still gets a clean error. */
 #include "ingress.h"
 
 #include "ias/log.h"
@@ -9,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+enum { PIPE_BUFFER_MAX = 64 * 1024 };
 
 struct ingress_pipe {
     ias_req *req;
@@ -18,6 +23,11 @@ struct ingress_pipe {
     bool started; /* upstream head arrived and the client reply began */
     bool paused;
     bool sse;
+    bool buffering; /* collecting a small body to answer in one piece */
+    int status;
+    char content_type[128];
+    char *buf;
+    size_t len, cap;
     ingress_pipe_done done;
     void *arg;
 };
@@ -44,6 +54,7 @@ static const char *const pass_headers[] = {
 
 static void pipe_free(ingress_pipe *p)
 {
+    free(p->buf);
     ias_gauge_add(p->w->ctx->streams_active, -1);
     ias_req_release(p->req);
     free(p);
@@ -70,6 +81,16 @@ static void on_response(ias_http_call *call, const ias_http_response *resp, void
                 (void)ias_reply_header(p->req, resp->headers[j].name, resp->headers[j].value);
     }
     p->sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
+    if (!p->sse && resp->content_length >= 0 && resp->content_length <= PIPE_BUFFER_MAX &&
+        (ct == NULL || strlen(ct) < sizeof(p->content_type))) {
+        p->buffering = true;
+        p->status = resp->status;
+        (void)ias_strlcpy(p->content_type, ct ? ct : "application/octet-stream",
+                          sizeof(p->content_type));
+        p->cap = (size_t)resp->content_length;
+        p->buf = ias_xmalloc(p->cap + 1);
+        return;
+    }
     if (ias_reply_stream_start(p->req, resp->status, ct ? ct : "application/octet-stream") ==
         IAS_OK)
         p->started = true;
@@ -79,6 +100,13 @@ static void on_body(ias_http_call *call, const char *data, size_t len, void *arg
 {
     ingress_pipe *p = arg;
     size_t hw = p->w->ctx->stream_high_water;
+    if (p->buffering) {
+        if (len <= p->cap - p->len) { /* the parser never passes more than Content-Length */
+            memcpy(p->buf + p->len, data, len);
+            p->len += len;
+        }
+        return;
+    }
     if (!p->started || ias_reply_stream_chunk(p->req, data, len) != IAS_OK)
         return; /* the client is gone: on_close aborts the call */
     if (!p->paused && ias_reply_stream_pending(p->req) > hw) {
@@ -129,6 +157,17 @@ static void on_done(ias_http_call *call, ias_http_result res, void *arg)
         ias_counter_inc(p->w->ctx->upstream_errors);
         ias_warn(ias_req_log(p->req), "upstream %s after %s: %s", ias_http_result_str(res),
                  p->started ? "the response began" : "no response", ias_http_call_error(call));
+    }
+    if (p->buffering) {
+        /* the upstream received the request: report it as started */
+        if (res == IAS_HTTP_OK)
+            (void)ias_reply(p->req, p->status, p->content_type, p->buf, p->len);
+        else
+            reply_failure(p, res);
+        if (p->done)
+            p->done(res, true, p->arg);
+        pipe_free(p);
+        return;
     }
     if (!p->started) {
         if (res == IAS_HTTP_OK) /* head arrived but the reply could not start */

@@ -88,10 +88,12 @@ function startCapture() {
     req.on('end', () => {
       seen.push({ method: req.method, url: req.url, headers: req.headers, body });
       if (req.url.startsWith('/v1/')) {
-        res.writeHead(200, { 'Content-Type': 'application/json' });
-        res.end(JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: MODEL,
+        // With its length, as the router answers a non-streaming request.
+        const out = JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: MODEL,
           choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } });
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(out) });
+        res.end(out);
       } else {
         res.writeHead(200, { 'Content-Type': 'application/json', 'X-Upstream': 'capture' });
         res.end(JSON.stringify({ path: req.url }));
@@ -238,6 +240,9 @@ test('client X-Ias-* headers are dropped; the router gets the contract headers',
     body: JSON.stringify({ ...chatBody(), stream_options: undefined }),
   });
   assert.equal(r.status, 200, await r.clone().text());
+  // A small JSON answer is relayed in one piece with its length, not chunked.
+  assert.equal(r.headers.get('transfer-encoding'), null);
+  assert.ok(Number(r.headers.get('content-length')) > 0);
   await r.json();
   const got = capture.seen.slice(before).find((s) => s.url === '/v1/chat/completions');
   assert.ok(got, 'router call recorded');
