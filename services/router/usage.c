@@ -97,18 +97,15 @@ static const char *string_end(const char *p, const char *end, bool *escaped)
 {
     *escaped = false;
     for (const char *q = p + 1; q < end; q++) {
-        q = memchr(q, '"', (size_t)(end - q));
-        if (q == NULL)
-            return NULL;
-        size_t slashes = 0;
-        for (const char *b = q; b > p + 1 && b[-1] == '\\'; b--)
-            slashes++;
-        if (slashes % 2 == 0) {
-            /* a backslash, or a control byte (cJSON would cut at a NUL) */
-            *escaped = false;
-            for (const char *c = p + 1; c < q && !*escaped; c++)
-                *escaped = *c == '\\' || (unsigned char)*c < ' ';
+        unsigned char c = (unsigned char)*q;
+
+        if (c == '"')
             return q;
+        if (c == '\\') {
+            *escaped = true;
+            q++; /* the escaped byte, whatever it is */
+        } else if (c < ' ') {
+            *escaped = true;
         }
     }
     return NULL;
@@ -120,12 +117,14 @@ static bool is_space(char c)
     return (unsigned char)c <= ' ';
 }
 
-static bool key_is(const char *k, size_t n, const char *want)
-{
-    return strlen(want) == n && memcmp(k, want, n) == 0;
-}
+/* The length test first, and a memcmp of constant size the compiler inlines. */
+#define KEY_IS(k, n, lit) ((n) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
 
 enum { FAST_MAX_DEPTH = 16 };
+
+/* The bytes the scan stops at; everything else is skipped in a tight loop. */
+static const bool fast_structural[256] = {
+    ['{'] = true, ['}'] = true, ['['] = true, [']'] = true, ['"'] = true};
 
 /* The common chunk, {..."choices":[{"index":0,"delta":{"content":"..."},...}]}
  * without usage, counted by one scan of the bytes that follows the nesting
@@ -147,21 +146,26 @@ static bool usage_chunk_fast(router_usage *u, const char *data, size_t len)
     if (len < 2 || data[0] != '{')
         return false;
     for (const char *p = data; p < end; p++) {
-        char c = *p;
+        char c;
 
+        while (p < end && !fast_structural[(unsigned char)*p])
+            p++; /* numbers, literals, commas, whitespace */
+        if (p == end)
+            break;
+        c = *p;
         if (c == '{' || c == '[') {
             unsigned char r = R_OTHER, parent = depth > 0 ? role[depth - 1] : R_OTHER;
             if (depth == FAST_MAX_DEPTH)
                 return false;
             if (depth == 0)
                 r = c == '{' ? R_ROOT : R_OTHER;
-            else if (parent == R_ROOT && c == '[' && key && key_is(key, keylen, "choices"))
+            else if (parent == R_ROOT && c == '[' && key && KEY_IS(key, keylen, "choices"))
                 r = R_CHOICES;
             else if (parent == R_CHOICES && c == '{') {
                 r = R_CHOICE;
                 if (++nchoices > 1)
                     return false;
-            } else if (parent == R_CHOICE && c == '{' && key && key_is(key, keylen, "delta"))
+            } else if (parent == R_CHOICE && c == '{' && key && KEY_IS(key, keylen, "delta"))
                 r = R_DELTA;
             role[depth++] = r;
             key = NULL;
@@ -188,17 +192,17 @@ static bool usage_chunk_fast(router_usage *u, const char *data, size_t len)
                     return false; /* compared raw, a key must be plain */
                 key = p + 1;
                 keylen = (size_t)(q - p - 1);
-                if (in == R_ROOT && key_is(key, keylen, "usage"))
+                if (in == R_ROOT && KEY_IS(key, keylen, "usage"))
                     return false;
                 /* cJSON reads the first of duplicate keys: leave those to it */
-                if ((in == R_ROOT && key_is(key, keylen, "choices") && nchoices_keys++ > 0) ||
-                    (in == R_CHOICE && key_is(key, keylen, "delta") && ndelta_keys++ > 0))
+                if ((in == R_ROOT && KEY_IS(key, keylen, "choices") && nchoices_keys++ > 0) ||
+                    (in == R_CHOICE && KEY_IS(key, keylen, "delta") && ndelta_keys++ > 0))
                     return false;
                 if (in == R_CHOICE &&
-                    (key_is(key, keylen, "text") || key_is(key, keylen, "message")))
+                    (KEY_IS(key, keylen, "text") || KEY_IS(key, keylen, "message")))
                     return false;
                 p = after; /* the colon */
-                if (in == R_DELTA && key_is(key, keylen, "content") && !content_seen) {
+                if (in == R_DELTA && KEY_IS(key, keylen, "content") && !content_seen) {
                     const char *v = after + 1;
                     content_seen = true;
                     while (v < end && is_space(*v))
