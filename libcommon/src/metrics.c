@@ -9,6 +9,7 @@
  * when rendering; _count is the sum of the buckets read, so it always equals the
  * +Inf bucket of the same scrape. */
 #include "ias/metrics.h"
+#include "ias/strbuf.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -341,31 +342,16 @@ void ias_histogram_observe(ias_histogram *h, double v)
 
 /* ---- rendering ---- */
 
-typedef struct outbuf {
-    char *p;
-    size_t len, cap;
-} outbuf;
-
-static void out_reserve(outbuf *o, size_t more)
-{
-    if (o->len + more + 1 <= o->cap)
-        return;
-    while (o->len + more + 1 > o->cap)
-        o->cap = o->cap ? o->cap * 2 : 4096;
-    o->p = ias_xrealloc(o->p, o->cap);
-}
+typedef ias_strbuf outbuf;
 
 static void out_mem(outbuf *o, const char *s, size_t n)
 {
-    out_reserve(o, n);
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = '\0';
+    ias_strbuf_put(o, s, n);
 }
 
 static void out_str(outbuf *o, const char *s)
 {
-    out_mem(o, s, strlen(s));
+    ias_strbuf_puts(o, s);
 }
 
 static void IAS_PRINTF(2, 3) out_fmt(outbuf *o, const char *fmt, ...)
@@ -383,7 +369,7 @@ static void IAS_PRINTF(2, 3) out_fmt(outbuf *o, const char *fmt, ...)
         out_mem(o, small, (size_t)n);
         return;
     }
-    out_reserve(o, (size_t)n);
+    ias_strbuf_reserve(o, (size_t)n, 4096);
     va_start(ap, fmt);
     vsnprintf(o->p + o->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -518,8 +504,7 @@ char *ias_metrics_render(size_t *len)
 {
     outbuf o = {0};
 
-    out_reserve(&o, 0);
-    o.p[0] = '\0';
+    ias_strbuf_reserve(&o, 0, 4096);
     if (pthread_mutex_lock(&reg.mu) != 0)
         ias_die("metrics: mutex lock failed");
     for (size_t i = 0; i < reg.nfams; i++)

@@ -1,15 +1,13 @@
 /* Incremental Server-Sent Events parser. See sse.h. */
 #include "ias/sse.h"
+#include "ias/strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 enum { DEFAULT_MAX_EVENT_BYTES = 1024 * 1024 };
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
+typedef ias_strbuf sbuf;
 
 struct ias_sse_parser {
     size_t max;
@@ -29,24 +27,9 @@ struct ias_sse_parser {
 
 static const unsigned char bom_bytes[3] = {0xEF, 0xBB, 0xBF};
 
-/* Room for n more bytes plus a NUL. */
-static void sbuf_reserve(sbuf *b, size_t n)
-{
-    if (b->len + n + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1)
-        cap *= 2;
-    b->p = ias_xrealloc(b->p, cap);
-    b->cap = cap;
-}
-
 static void sbuf_append(sbuf *b, const char *d, size_t n)
 {
-    sbuf_reserve(b, n);
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    ias_strbuf_put(b, d, n);
 }
 
 static void sbuf_set(sbuf *b, const char *d, size_t n)
@@ -151,7 +134,7 @@ static int process_line(ias_sse_parser *p, const char *line, size_t n)
     }
     p->dirty = true;
     if (field_is(line, flen, "data")) {
-        sbuf_reserve(&p->data, vlen + 1);
+        ias_strbuf_reserve(&p->data, vlen + 1, 0);
         sbuf_append(&p->data, v, vlen);
         sbuf_append(&p->data, "\n", 1);
     } else if (field_is(line, flen, "event")) {

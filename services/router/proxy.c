@@ -30,6 +30,7 @@
 #include "ias/log.h"
 #include "ias/openai.h"
 #include "ias/sse.h"
+#include "ias/strbuf.h"
 
 enum {
     MAX_FWD_HEADERS = 24,
@@ -40,10 +41,7 @@ enum {
 
 typedef enum { FAIL_NONE = 0, FAIL_CONNECT, FAIL_TIMEOUT, FAIL_UPSTREAM } fail_kind;
 
-typedef struct buf {
-    char *data;
-    size_t len, cap;
-} buf;
+typedef ias_strbuf buf;
 
 typedef struct rcall {
     struct rcall *next_spare; /* on the worker's spare list */
@@ -102,23 +100,8 @@ static void finish(rcall *c);
 
 static void buf_add(buf *b, const void *data, size_t len)
 {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        b->data = ias_xrealloc(b->data, cap);
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-}
-
-static void buf_consume(buf *b, size_t n)
-{
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
+    ias_strbuf_reserve(b, len, 4096);
+    ias_strbuf_put(b, data, len);
 }
 
 static void copy_header(ias_req *r, const char *name, char *dst, size_t len)
@@ -158,8 +141,8 @@ static void rcall_free(rcall *c)
         event_free(c->timer);
     ias_sse_parser_free(c->sse);
     router_guard_free(c->guard);
-    free(c->body_buf.data);
-    free(c->pending.data);
+    free(c->body_buf.p);
+    free(c->pending.p);
     router_registry_release(c->snap);
     if (c->w->nspare_calls < SPARE_CALLS_MAX) {
         c->next_spare = c->w->spare_calls;
@@ -444,13 +427,13 @@ static void stream_body(rcall *c, const char *data, size_t len)
     if (!c->client_started)
         start_client_stream(c);
     buf_add(&c->pending, data, len);
-    while ((n = router_sse_event_end(c->pending.data, c->pending.len)) > 0) {
-        const char *send = c->pending.data;
+    while ((n = router_sse_event_end(c->pending.p, c->pending.len)) > 0) {
+        const char *send = c->pending.p;
         size_t sendlen = n;
 
         c->ev_drop = c->ev_bad = false;
         c->ev_gr = ROUTER_GR_PASS;
-        if (ias_sse_parser_feed(c->sse, c->pending.data, n) != IAS_OK) {
+        if (ias_sse_parser_feed(c->sse, c->pending.p, n) != IAS_OK) {
             stop_upstream(c, true);
             end_stream_with_error(c, "upstream event too large");
             return;
@@ -462,7 +445,7 @@ static void stream_body(rcall *c, const char *data, size_t len)
         if (!c->ev_drop && c->r != NULL && sendlen > 0 &&
             ias_reply_stream_chunk(c->r, send, sendlen) != IAS_OK)
             return; /* client gone: on_close follows */
-        buf_consume(&c->pending, n);
+        ias_strbuf_consume(&c->pending, n);
         if (c->ev_gr == ROUTER_GR_STOP) {
             guard_stop(c);
             return; /* c may be gone */
@@ -564,23 +547,23 @@ static void on_up_done(ias_http_call *call, ias_http_result result, void *arg)
     if (st)
         router_balance_success(st);
     c->status = status;
-    if (status == 200 && router_usage_body(&c->usage, c->body_buf.data ? c->body_buf.data : "",
-                                           c->body_buf.len) != IAS_OK)
+    if (status == 200 &&
+        router_usage_body(&c->usage, c->body_buf.p ? c->body_buf.p : "", c->body_buf.len) != IAS_OK)
         ias_warn(&c->log, "request %s: upstream body is not JSON", c->request_id);
     if (c->r != NULL) {
         char *filtered = NULL;
 
-        if (status == 200 && c->body_buf.data != NULL &&
-            router_guard_body(c->guard, c->kind == IAS_OPENAI_CHAT, c->body_buf.data,
-                              c->body_buf.len, &filtered) != IAS_OK)
+        if (status == 200 && c->body_buf.p != NULL &&
+            router_guard_body(c->guard, c->kind == IAS_OPENAI_CHAT, c->body_buf.p, c->body_buf.len,
+                              &filtered) != IAS_OK)
             filtered = NULL;
         c->ttft_ms = (long long)(ias_now_ms() - c->t0_ms);
         ias_req_on_close(c->r, NULL, NULL);
         if (filtered != NULL)
             (void)ias_reply(c->r, status, "application/json", filtered, strlen(filtered));
         else
-            (void)ias_reply(c->r, status, "application/json",
-                            c->body_buf.data ? c->body_buf.data : "", c->body_buf.len);
+            (void)ias_reply(c->r, status, "application/json", c->body_buf.p ? c->body_buf.p : "",
+                            c->body_buf.len);
         free(filtered);
         c->r = NULL;
     }

@@ -7,10 +7,10 @@
 #define IAS_JSONW_H
 
 #include "ias/common.h"
+#include "ias/strbuf.h"
 
 typedef struct ias_jsonw {
-    char *buf;
-    size_t len, cap;
+    ias_strbuf b;
     bool first; /* no member written yet */
 } ias_jsonw;
 
