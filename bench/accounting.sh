@@ -3,6 +3,10 @@
 #   ingest  - drain rate of a pre-filled ias.usage queue (events/s) against a
 #             raw COPY into usage_events (the floor), then consumer lag while
 #             events arrive at BENCH_RATE (2,000/s = 2,000 inference req/s);
+#             events are published in packs of up to BENCH_PACK_MAX (64, the
+#             router's IAS_EVENTS_PACK_MAX; 1 = one message per event), and
+#             the CPU time per 1,000 events of ias-accounting, its PostgreSQL
+#             backends and RabbitMQ is reported with the drain;
 #   query   - analytics API p50/p99 over BENCH_USAGE_ROWS (10 M) usage events
 #             of 1,000 orgs x 100 users, seeded with SQL (generate_series into
 #             usage_events, then usage_rollups_hourly aggregated from them).
@@ -26,13 +30,14 @@ CONNS=${BENCH_CONNS:-8}
 EVENTS=${BENCH_EVENTS:-200000}
 RATE=${BENCH_RATE:-2000}
 LAG_SECS=${BENCH_LAG_SECONDS:-30}
+PACK=${BENCH_PACK_MAX:-64}
 ROWS=${BENCH_USAGE_ROWS:-10000000}
 ORGS=${BENCH_ORGS:-1000}
 USERS=${BENCH_USERS:-100}
 W=$B/bench/accounting
 mkdir -p "$W"
 export IAS_STACK_DIR=${BENCH_STACK_DIR:-$B/bench2-stack}
-export IAS_PG_PORT=${IAS_PG_PORT:-57432} IAS_REDIS_PORT=${IAS_REDIS_PORT:-57379} IAS_AMQP_PORT=${IAS_AMQP_PORT:-57672}
+export IAS_PG_PORT=${IAS_PG_PORT:-27432} IAS_REDIS_PORT=${IAS_REDIS_PORT:-27379} IAS_AMQP_PORT=${IAS_AMQP_PORT:-27672}
 export IAS_JWT_SECRET=bench-secret-0123456789abcdef0123456789
 for t in wrk psql curl python3; do command -v $t >/dev/null || { echo "$t not found"; exit 1; }; done
 
@@ -77,7 +82,11 @@ start_acct() { # dsn log extra-env...
     echo "ias-accounting not ready"; tail "$log"; exit 1
 }
 metric() { curl -s "http://127.0.0.1:$acct_port/metrics" | awk -v m="$1" '$1 == m && v == "" { v = $2 } END { print v }' || true; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+cpu_ticks() { # pid... -> utime + stime, summed
+    local p s=0
+    for p in "$@"; do s=$((s + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done
+    echo "$s"
+}
 now_s() { date +%s.%N; }
 results=$W/results.md
 : >"$results"
@@ -117,16 +126,23 @@ PY
     echo "publishing $EVENTS usage events into ias.usage ..."
     rm -rf "$W/spool-a" "$W/spool-b"
     mkdir -p "$W/spool-a" "$W/spool-b"
-    BENCH_SPOOL=$W/spool-a "$W/evpub" usage $((EVENTS / 2)) 0 "$ORGS" "$USERS" 2>>"$W/evpub.log" &
+    BENCH_PACK_MAX=$PACK BENCH_SPOOL=$W/spool-a "$W/evpub" usage $((EVENTS / 2)) 0 "$ORGS" "$USERS" 2>>"$W/evpub.log" &
     local p1=$!
-    BENCH_SPOOL=$W/spool-b "$W/evpub" usage $((EVENTS - EVENTS / 2)) 0 "$ORGS" "$USERS" 2>>"$W/evpub.log" &
+    BENCH_PACK_MAX=$PACK BENCH_SPOOL=$W/spool-b "$W/evpub" usage $((EVENTS - EVENTS / 2)) 0 "$ORGS" "$USERS" 2>>"$W/evpub.log" &
     local p2=$!
     pids+=("$p1" "$p2")
     wait "$p1" "$p2"
     start=$(now_s)
     start_acct "$dsn" "$W/accounting-ingest.log" IAS_REDIS_URL="$IAS_REDIS_URL" IAS_AMQP_URL="$IAS_AMQP_URL"
     ready=$(now_s)
+    # CPU of the drain: the consumer, the broker and (below) the consumer's
+    # PostgreSQL backends, which connect with the first batch: their whole
+    # lifetime is the drain.
+    local backends beam pg1 b0 b1
+    beam=$(cat "$IAS_STACK_DIR/rabbitmq/rabbitmq.pid" 2>/dev/null || true)
     c0=$(cpu_ticks "$acct_pid")
+    # shellcheck disable=SC2086 # a pid or none
+    b0=$(cpu_ticks $beam)
     local t10="" t90=""
     while :; do
         n=$(metric accounting_events_total)
@@ -140,12 +156,19 @@ PY
     done
     done_at=$(now_s)
     c1=$(cpu_ticks "$acct_pid")
+    backends=$(psql "$dsn" -qAt -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'ias-accounting-consumer'")
+    # shellcheck disable=SC2086 # lists of pids, possibly empty
+    pg1=$(cpu_ticks $backends) b1=$(cpu_ticks $beam)
     local stored sums
     stored=$(psql "$dsn" -qAt -c "SELECT count(*) FROM usage_events")
     sums=$(psql "$dsn" -qAt -c "SELECT (SELECT sum(prompt_tokens + completion_tokens) FROM usage_events) = (SELECT sum(prompt_tokens + completion_tokens) FROM usage_rollups_hourly)")
     drain_rate=$(python3 -c "print(round($EVENTS/($done_at-$ready)))")
     mid_rate=$(python3 -c "print(round($EVENTS*0.8/($t90-$t10)))")
     drain_cpu=$(python3 -c "print(round(($c1-$c0)/$(getconf CLK_TCK)/($done_at-$ready)*100))")
+    per_k() { python3 -c "print(round(($2-$1)/$(getconf CLK_TCK)*1000*1000/$EVENTS, 1))"; }
+    cpu_acct=$(per_k "$c0" "$c1")
+    cpu_pg=$(per_k 0 "$pg1")
+    cpu_beam=$(per_k "$b0" "$b1")
 
     # Lag: a steady RATE events/s for LAG_SECS into the running consumer.
     lagstart=$(psql "$dsn" -qAt -c "SELECT now()")
@@ -154,7 +177,7 @@ PY
     t0=$(now_s)
     rm -rf "$W/spool-a"
     mkdir -p "$W/spool-a"
-    BENCH_SPOOL=$W/spool-a "$W/evpub" usage "$total" "$RATE" "$ORGS" "$USERS" 2>>"$W/evpub.log" >"$W/evpub-lag.txt" &
+    BENCH_PACK_MAX=$PACK BENCH_SPOOL=$W/spool-a "$W/evpub" usage "$total" "$RATE" "$ORGS" "$USERS" 2>>"$W/evpub.log" >"$W/evpub-lag.txt" &
     p1=$!
     pids+=("$p1")
     sleep 2 # the gauge still shows the drain's last batch until the first new one
@@ -182,6 +205,10 @@ PY
     row "| raw \`\\copy\` of $EVENTS rows into usage_events (floor) | $copy_rate | one client, one transaction, indexes only |"
     row "| ias-accounting draining $EVENTS queued events | $drain_rate | from /ready to the last commit; $stored rows stored, rollup sums equal: $sums; ~${drain_cpu}% of one core |"
     row "| same, steady state (10 % → 90 %) | $mid_rate | |"
+    row ""
+    local threads
+    threads=$(sed -n 's/.*consuming [^ ]* (\([0-9]*\) threads.*/\1/p' "$W/accounting-ingest.log" | head -n 1)
+    row "Events published in packs of up to $PACK; ias-accounting with ${threads:-?} consumer thread(s). CPU per 1,000 events during the drain: ias-accounting ${cpu_acct} ms, its PostgreSQL backends ${cpu_pg} ms, RabbitMQ ${cpu_beam} ms."
     row ""
     row "Lag at $RATE events/s for ${LAG_SECS}s ($total events, publisher achieved ${achieved:-?}/s; mean batch over the whole run ${batches:-?} events):"
     row "received_at − occurred_at p50 ${lag50} ms, p99 ${lag99} ms, max ${lagmax} ms; \`accounting_ingest_lag_ms\` max sampled ${maxlag} ms; ias-accounting ~${lag_cpu}% of one core."
@@ -227,18 +254,22 @@ SQL
 SET synchronous_commit = off;
 SET work_mem = '256MB';
 SET maintenance_work_mem = '512MB';
+-- In hour order, as the consumer writes them (every org's rows of an hour
+-- together): the heap order the hour BRIN index and the visibility-map checks
+-- of index-only scans see in production.
 INSERT INTO usage_rollups_hourly (org_id, hour, user_id, api_key_id, model, requests, errors,
     prompt_tokens, completion_tokens, cost)
 SELECT org_id, date_trunc('hour', created_at, 'UTC'), user_id, api_key_id, model, count(*),
        count(*) FILTER (WHERE status >= 400 OR aborted), sum(prompt_tokens), sum(completion_tokens), sum(cost)
-FROM usage_events GROUP BY 1, 2, 3, 4, 5;
--- the definitions of migrations/0004_usage.up.sql
+FROM usage_events GROUP BY 1, 2, 3, 4, 5 ORDER BY 2;
+-- the definitions of migrations/0004_usage.up.sql and 0010_accounting_rollup_key_cover.up.sql
 ALTER TABLE usage_events ADD CONSTRAINT usage_events_event_key UNIQUE (event_id, created_at);
 CREATE INDEX usage_events_org_time_idx ON usage_events (org_id, created_at, event_id);
 CREATE INDEX usage_events_org_user_time_idx ON usage_events (org_id, user_id, created_at);
 ALTER TABLE usage_rollups_hourly ADD CONSTRAINT usage_rollups_hourly_key
-    UNIQUE NULLS NOT DISTINCT (org_id, hour, user_id, api_key_id, model);
-CREATE INDEX usage_rollups_hourly_hour_idx ON usage_rollups_hourly (hour);
+    UNIQUE NULLS NOT DISTINCT (org_id, hour, user_id, api_key_id, model)
+    INCLUDE (requests, errors, prompt_tokens, completion_tokens, cost);
+CREATE INDEX usage_rollups_hourly_hour_idx ON usage_rollups_hourly USING brin (hour);
 SQL
     psql "$dsn" -qAt -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_rollups_hourly" >/dev/null
 }

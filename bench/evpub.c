@@ -10,7 +10,12 @@
  * received_at - created_at is the end-to-end lag. Org i is
  * 0000xxxx-0000-4000-8000-00000000000i style ids, user j of org i
  * ...-8001-<i><j>, key = user with 8002, all deterministic, so the SQL side
- * can rebuild them. Built by bench/accounting.sh and bench/audit.sh. */
+ * can rebuild them. Built by bench/accounting.sh and bench/audit.sh.
+ *
+ * BENCH_PACK_MAX=N (N > 1) lets the publisher send up to N queued events in
+ * one message, waiting up to BENCH_PACK_WAIT_MS (10) for a pack to fill, as
+ * the router does (IAS_EVENTS_PACK_MAX, IAS_EVENTS_PACK_WAIT); unset or 1: one
+ * message per event. */
 #include "ias/amqp.h"
 #include "ias/crypto.h"
 
@@ -55,6 +60,11 @@ int main(int argc, char **argv)
         return 2;
     }
     ias_publisher_opts o = {.url = url, .spool_dir = spool, .name = "bench", .batch_max = 256};
+    const char *pack = getenv("BENCH_PACK_MAX"), *wait = getenv("BENCH_PACK_WAIT_MS");
+    if (pack != NULL && atol(pack) > 1) {
+        o.pack_max = (size_t)atol(pack);
+        o.pack_wait_ms = wait ? atoi(wait) : 10; /* the router's IAS_EVENTS_PACK_WAIT */
+    }
     ias_publisher *p = ias_publisher_new(&o);
     if (p == NULL)
         return 1;

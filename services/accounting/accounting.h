@@ -66,7 +66,8 @@ bool acct_is_uuid(const char *s);
 /* consumer.c: the ias.usage consumer thread. */
 int acct_consumer_start(acct_ctx *ctx) IAS_MUSTCHECK;
 /* Validates one event body against usage.recorded.v1; on success appends it as
- * a JSON object to arr (for jsonb_to_recordset). why gets the first problem. */
+ * a JSON object to arr (the batch's column arrays are built from those). why
+ * gets the first problem. */
 int acct_event_parse(const void *body, size_t len, cJSON *arr, char *why,
                      size_t whylen) IAS_MUSTCHECK;
 

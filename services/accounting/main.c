@@ -29,9 +29,9 @@ static const ias_cfg_row config_rows[] = {
      "unacked deliveries in flight, per consumer thread"},
     {"IAS_BATCH_SIZE", IAS_CFG_INT, "1000", 1, ACCT_MAX_BATCH,
      "events applied per transaction (at most the prefetch)"},
-    {"IAS_CONSUMER_THREADS", IAS_CFG_INT, "1", 1, ACCT_MAX_CONSUMERS,
+    {"IAS_CONSUMER_THREADS", IAS_CFG_INT, "2", 1, ACCT_MAX_CONSUMERS,
      "consumer threads on the usage queue, each with its own connections, so one batch "
-     "commits while the next is received"},
+     "is received and applied while another commits"},
     {"IAS_DRIFT_CHECK_INTERVAL", IAS_CFG_MS, "60s", 200, 86400000,
      "how often Redis budget counters are checked against PostgreSQL"},
     {"IAS_PARTITION_CHECK_INTERVAL", IAS_CFG_MS, "24h", 1000, 86400000LL * 7,
