@@ -262,7 +262,19 @@ INSERT INTO usage_rollups_hourly (org_id, hour, user_id, api_key_id, model, requ
 SELECT org_id, date_trunc('hour', created_at, 'UTC'), user_id, api_key_id, model, count(*),
        count(*) FILTER (WHERE status >= 400 OR aborted), sum(prompt_tokens), sum(completion_tokens), sum(cost)
 FROM usage_events GROUP BY 1, 2, 3, 4, 5 ORDER BY 2;
--- the definitions of migrations/0004_usage.up.sql and 0010_accounting_rollup_key_cover.up.sql
+-- month totals as migrations/0010_usage_monthly_totals.up.sql backfills them
+-- (the consumer keeps them; the drift check reads them)
+TRUNCATE usage_month_totals;
+INSERT INTO usage_month_totals (org_id, month, user_id, requests, errors, prompt_tokens,
+                                completion_tokens, cost)
+SELECT org_id, month, user_id, sum(requests), sum(errors), sum(prompt_tokens),
+       sum(completion_tokens), sum(cost)
+FROM (SELECT org_id, user_id, requests, errors, prompt_tokens, completion_tokens, cost,
+             (date_trunc('month', hour, 'UTC') AT TIME ZONE 'UTC')::date AS month
+      FROM usage_rollups_hourly) r
+GROUP BY GROUPING SETS ((org_id, month), (org_id, month, user_id))
+HAVING grouping(user_id) = 1 OR user_id IS NOT NULL;
+-- the definitions of migrations/0004_usage.up.sql and 0009_accounting_rollup_key_cover.up.sql
 ALTER TABLE usage_events ADD CONSTRAINT usage_events_event_key UNIQUE (event_id, created_at);
 CREATE INDEX usage_events_org_time_idx ON usage_events (org_id, created_at, event_id);
 CREATE INDEX usage_events_org_user_time_idx ON usage_events (org_id, user_id, created_at);

@@ -4,7 +4,9 @@
  * field of ias:budget:{org}:{yyyymm} and ias:budget:{org}:{yyyymm}:u:{user},
  * settled by the router. PostgreSQL holds the usage of record. At start and
  * every IAS_DRIFT_CHECK_INTERVAL this thread compares each counter of the
- * current UTC month with the month's total in usage_rollups_hourly:
+ * current UTC month with the month's total in usage_month_totals (kept by the
+ * consumer in the batch transaction; summing usage_rollups_hourly instead read
+ * every rollup row of the month each time, seconds at millions of rows):
  *
  * - Redis below the database: the counter lost updates (Redis restarted, a
  *   settle was lost). It is raised to the database total and the drift logged.
@@ -43,14 +45,11 @@ static const char RAISE_LUA[] =
     "end\n"
     "return {0, cur}\n";
 
-/* Month totals per org and per (org, user) from the rollups. */
+/* Month totals per org (user_id NULL) and per (org, user): one row per
+ * counter, found through the month index. $1: the month's first day. */
 static const char TOTALS_SQL[] =
-    "SELECT org_id, CASE WHEN grouping(user_id) = 1 THEN '' ELSE user_id::text END,"
-    "  sum(prompt_tokens + completion_tokens)"
-    " FROM usage_rollups_hourly"
-    " WHERE hour >= $1::timestamptz AND hour < $2::timestamptz"
-    " GROUP BY GROUPING SETS ((org_id), (org_id, user_id))"
-    " HAVING grouping(user_id) = 1 OR user_id IS NOT NULL";
+    "SELECT org_id, coalesce(user_id::text, ''), prompt_tokens + completion_tokens"
+    " FROM usage_month_totals WHERE month = $1::date";
 
 typedef struct maint {
     acct_ctx *ctx;
@@ -59,7 +58,8 @@ typedef struct maint {
     ias_redis_script raise;
 } maint;
 
-static void month_bounds(int64_t now_ms, char yyyymm[7], char lo[32], char hi[32])
+/* The UTC month of now_ms as "YYYYMM" (counter keys) and "YYYY-MM-01". */
+static void month_of(int64_t now_ms, char yyyymm[7], char first[16])
 {
     time_t t = (time_t)(now_ms / 1000);
     struct tm tm;
@@ -70,25 +70,21 @@ static void month_bounds(int64_t now_ms, char yyyymm[7], char lo[32], char hi[32
     y = (tm.tm_year + 1900) % 10000;
     m = (tm.tm_mon % 12) + 1;
     snprintf(yyyymm, 7, "%04u%02u", (unsigned)y % 10000u, (unsigned)m % 100u);
-    snprintf(lo, 32, "%04d-%02d-01T00:00:00Z", y, m);
-    if (m == 12)
-        snprintf(hi, 32, "%04d-01-01T00:00:00Z", y + 1);
-    else
-        snprintf(hi, 32, "%04d-%02d-01T00:00:00Z", y, m + 1);
+    snprintf(first, 16, "%04d-%02d-01", y, m);
 }
 
 /* One pass of the drift check over the current month. */
 static int budget_sync(maint *mt)
 {
     acct_ctx *ctx = mt->ctx;
-    char yyyymm[7], lo[32], hi[32], key[256], ttl[16];
-    const char *params[2] = {lo, hi};
+    char yyyymm[7], first[16], key[256], ttl[16];
+    const char *params[1] = {first};
     PGresult *res = NULL;
     long long raised = 0, raised_tokens = 0, ahead = 0, ahead_tokens = 0;
     int nrows, rc = IAS_OK;
 
-    month_bounds(acct_now_ms(ctx), yyyymm, lo, hi);
-    if (ias_pg_exec(mt->pg, TOTALS_SQL, 2, params, &res) != IAS_OK) {
+    month_of(acct_now_ms(ctx), yyyymm, first);
+    if (ias_pg_exec(mt->pg, TOTALS_SQL, 1, params, &res) != IAS_OK) {
         ias_warn(NULL, "budget drift check: %s", ias_pg_last_message(mt->pg));
         return IAS_ERR;
     }

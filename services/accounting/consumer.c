@@ -3,7 +3,8 @@
  *
  *   processed_events (ON CONFLICT DO NOTHING) -> only new ids go on to
  *   usage_events (priced at the rate of their time) -> usage_rollups_hourly
- *   upsert -> budget_alerts for the months touched -> COMMIT -> ack.
+ *   and usage_month_totals upserts -> budget_alerts for the months touched ->
+ *   COMMIT -> ack.
  *
  * A redelivered event conflicts in processed_events and changes nothing. An
  * event that can never be stored (bad JSON, schema violation) is rejected to
@@ -27,10 +28,14 @@
 #include "ias/pg.h"
 
 /* One statement per batch; $1..$15 are the event fields as parallel arrays
- * (enum col). It also makes the limits of every org visible to the alert steps
- * that follow in this transaction: org_budgets and users are the users
- * service's, under row-level security (0006_users_rls), and accounting reads
- * them for all orgs at once, for this transaction only. */
+ * (enum col). The month totals (per org, and per org and user) are summed
+ * from the same new rows as the rollups, so they count each event once too.
+ * Both upserts sort their rows, and the final SELECT reads roll before tot,
+ * so every batch locks rollup rows, then total rows, each in key order: two
+ * concurrent batches cannot deadlock. It also makes the limits of every org
+ * visible to the alert steps that follow in this transaction: org_budgets and
+ * users are the users service's, under row-level security (0006_users_rls),
+ * and accounting reads them for all orgs at once, for this transaction only. */
 static const char APPLY_SQL[] =
     "WITH ev AS ("
     "  SELECT DISTINCT ON (event_id) * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[],"
@@ -72,13 +77,30 @@ static const char APPLY_SQL[] =
     "    prompt_tokens = u.prompt_tokens + EXCLUDED.prompt_tokens,"
     "    completion_tokens = u.completion_tokens + EXCLUDED.completion_tokens,"
     "    cost = u.cost + EXCLUDED.cost, updated_at = now()"
+    "  RETURNING 1),"
+    " tot AS ("
+    "  INSERT INTO usage_month_totals AS t (org_id, month, user_id, requests, errors,"
+    "    prompt_tokens, completion_tokens, cost)"
+    "  SELECT org_id, month, user_id, count(*), count(*) FILTER (WHERE status >= 400 OR aborted),"
+    "    sum(prompt_tokens), sum(completion_tokens), sum(cost)"
+    "  FROM (SELECT *, (date_trunc('month', created_at, 'UTC') AT TIME ZONE 'UTC')::date AS month"
+    "    FROM ins) i"
+    "  GROUP BY GROUPING SETS ((org_id, month), (org_id, month, user_id))"
+    "  HAVING grouping(user_id) = 1 OR user_id IS NOT NULL"
+    "  ORDER BY 1, 2, 3 NULLS FIRST"
+    "  ON CONFLICT ON CONSTRAINT usage_month_totals_key DO UPDATE SET"
+    "    requests = t.requests + EXCLUDED.requests, errors = t.errors + EXCLUDED.errors,"
+    "    prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,"
+    "    completion_tokens = t.completion_tokens + EXCLUDED.completion_tokens,"
+    "    cost = t.cost + EXCLUDED.cost, updated_at = now()"
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM roll),"
     "  (SELECT coalesce(max(extract(epoch FROM now() - created_at) * 1000), 0)::bigint FROM ins),"
-    "  set_config('ias.org_id', '*', true)";
+    "  set_config('ias.org_id', '*', true), (SELECT count(*) FROM tot)";
 
 /* Alerts for the org budgets and user limits of the months the batch touched,
- * from the month totals now in the rollups (this transaction included).
+ * from usage_month_totals (this transaction included): one indexed row per
+ * org or user, where summing the month's rollups read every hour of it.
  * $1 org ids, $2 user ids, $3 times: the batch's arrays of APPLY_SQL. */
 static const char ALERTS_SQL[] =
     "WITH ev AS ("
@@ -94,16 +116,14 @@ static const char ALERTS_SQL[] =
     "  FROM ev e JOIN users u ON u.id = e.user_id AND u.org_id = e.org_id"
     "  WHERE u.monthly_token_limit IS NOT NULL),"
     " org_used AS ("
-    "  SELECT o.*, (SELECT coalesce(sum(r.prompt_tokens + r.completion_tokens), 0)"
-    "    FROM usage_rollups_hourly r WHERE r.org_id = o.org_id"
-    "    AND r.hour >= o.month::timestamp AT TIME ZONE 'UTC'"
-    "    AND r.hour < (o.month + interval '1 month')::timestamp AT TIME ZONE 'UTC') AS used"
+    "  SELECT o.*, coalesce((SELECT t.prompt_tokens + t.completion_tokens"
+    "    FROM usage_month_totals t WHERE t.org_id = o.org_id AND t.month = o.month"
+    "    AND t.user_id IS NULL), 0) AS used"
     "  FROM orgs o),"
     " user_used AS ("
-    "  SELECT l.*, (SELECT coalesce(sum(r.prompt_tokens + r.completion_tokens), 0)"
-    "    FROM usage_rollups_hourly r WHERE r.org_id = l.org_id AND r.user_id = l.user_id"
-    "    AND r.hour >= l.month::timestamp AT TIME ZONE 'UTC'"
-    "    AND r.hour < (l.month + interval '1 month')::timestamp AT TIME ZONE 'UTC') AS used"
+    "  SELECT l.*, coalesce((SELECT t.prompt_tokens + t.completion_tokens"
+    "    FROM usage_month_totals t WHERE t.org_id = l.org_id AND t.month = l.month"
+    "    AND t.user_id = l.user_id), 0) AS used"
     "  FROM users_l l),"
     " cand AS ("
     "  SELECT org_id, NULL::uuid AS user_id, month, t AS threshold, lim, used"

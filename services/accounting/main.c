@@ -25,10 +25,10 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_USAGE_QUEUE", IAS_CFG_STR, "ias.usage", 0, 0, "queue of usage.recorded events"},
     {"IAS_CONSUME", IAS_CFG_BOOL, "true", 0, 0,
      "run the usage consumer (false: analytics API and budget checks only)"},
-    {"IAS_CONSUMER_PREFETCH", IAS_CFG_INT, "4000", 1, 65535,
-     "unacked deliveries in flight, per consumer thread"},
+    {"IAS_CONSUMER_PREFETCH", IAS_CFG_INT, "256", 1, 65535,
+     "unacked deliveries (messages of up to 64 events) in flight, per consumer thread"},
     {"IAS_BATCH_SIZE", IAS_CFG_INT, "1000", 1, ACCT_MAX_BATCH,
-     "events applied per transaction (at most the prefetch)"},
+     "events applied per transaction (unpacked events: at most the prefetch arrive at once)"},
     {"IAS_CONSUMER_THREADS", IAS_CFG_INT, "2", 1, ACCT_MAX_CONSUMERS,
      "consumer threads on the usage queue, each with its own connections, so one batch "
      "is received and applied while another commits"},
@@ -188,8 +188,8 @@ static int load_ctx(const ias_config *cfg, acct_ctx *ctx)
     ctx->prefetch = (int)ias_config_int(cfg, "IAS_CONSUMER_PREFETCH");
     ctx->batch_size = (int)ias_config_int(cfg, "IAS_BATCH_SIZE");
     ctx->consumers = (int)ias_config_int(cfg, "IAS_CONSUMER_THREADS");
-    if (ctx->batch_size > ctx->prefetch)
-        ctx->batch_size = ctx->prefetch;
+    /* No clamp to the prefetch: it counts deliveries and the batch counts
+     * events, and a delivery may be a pack of many (the router's). */
     ctx->drift_interval_ms = ias_config_ms(cfg, "IAS_DRIFT_CHECK_INTERVAL");
     ctx->partition_interval_ms = ias_config_ms(cfg, "IAS_PARTITION_CHECK_INTERVAL");
     ctx->dedup_retention_ms = ias_config_ms(cfg, "IAS_DEDUP_RETENTION");

@@ -2,11 +2,13 @@
  * ias_publisher, the real binary consuming them, PostgreSQL and Redis checked.
  *
  * - kill -9 the consumer repeatedly while 10,000 events (plus duplicates) flow
- *   -> exactly 10,000 rows, token sums equal in events and rollups;
+ *   -> exactly 10,000 rows, token sums equal in events, rollups and month
+ *   totals (per org and per user);
  * - RabbitMQ restarted mid-run -> nothing lost;
  * - malformed events -> ias.dead, the consumer keeps going;
  * - month rollover with IAS_FAKE_NOW: partitions, rates of the time, budget
- *   counters per month, alerts once each, drift correction rule.
+ *   counters per month, alerts once each, drift correction rule (read from
+ *   usage_month_totals).
  *
  * Each test uses a fresh database and its own queue bound to its own routing
  * key, so nothing else on the stack is disturbed. Needs IAS_PG_DSN,
@@ -371,6 +373,29 @@ static void test_kill9_exactly_once(void **state)
     assert_int_equal(q1(e, "SELECT sum(completion_tokens) FROM usage_rollups_hourly"),
                      want_completion);
     assert_int_equal(q1(e, "SELECT sum(requests) FROM usage_rollups_hourly"), total);
+    /* Month totals: one org row per org and one per (org, user), each equal
+     * to the sums over usage_events (no event counted twice or lost). */
+    assert_int_equal(q1(e, "SELECT count(*) FROM usage_month_totals WHERE user_id IS NULL"), 3);
+    assert_int_equal(q1(e, "SELECT count(*) FROM usage_month_totals WHERE user_id IS NOT NULL"),
+                     21);
+    assert_int_equal(
+        q1(e, "SELECT count(*) FROM (SELECT org_id, NULL::uuid AS user_id,"
+              "  (date_trunc('month', created_at, 'UTC') AT TIME ZONE 'UTC')::date AS month,"
+              "  count(*) AS n, sum(prompt_tokens) AS p, sum(completion_tokens) AS c"
+              "  FROM usage_events GROUP BY 1, 3"
+              " UNION ALL SELECT org_id, user_id,"
+              "  (date_trunc('month', created_at, 'UTC') AT TIME ZONE 'UTC')::date,"
+              "  count(*), sum(prompt_tokens), sum(completion_tokens)"
+              "  FROM usage_events WHERE user_id IS NOT NULL GROUP BY 1, 2, 3) ev"
+              " FULL JOIN usage_month_totals t"
+              "  ON t.org_id = ev.org_id AND t.month = ev.month"
+              "  AND t.user_id IS NOT DISTINCT FROM ev.user_id"
+              " WHERE ev.org_id IS NULL OR t.org_id IS NULL OR t.requests <> ev.n"
+              "  OR t.prompt_tokens <> ev.p OR t.completion_tokens <> ev.c"),
+        0);
+    assert_int_equal(q1(e, "SELECT sum(prompt_tokens) FROM usage_month_totals"
+                           " WHERE user_id IS NULL"),
+                     want_prompt);
     /* Budget counters of record rebuilt from the database. */
     {
         ias_redis_sync *rs = ias_redis_sync_new(e->redis, 2000);
@@ -697,6 +722,29 @@ static void test_month_rollover(void **state)
     redis_set_used(rs, kfeb_u, "5000");
     sleep_ms(1000);
     assert_int_equal(redis_used(rs, kfeb_u), 5000);
+    /* The totals the consumer kept, per month, org and user... */
+    {
+        PGresult *res = NULL;
+        char want[200];
+        snprintf(sql, sizeof(sql),
+                 "SELECT coalesce(string_agg(month || ':' || coalesce(user_id::text, 'org') || '='"
+                 " || (prompt_tokens + completion_tokens), ',' ORDER BY month, user_id NULLS"
+                 " FIRST), '') FROM usage_month_totals WHERE org_id = '%s'",
+                 org);
+        snprintf(want, sizeof(want), "2031-01-01:org=850,2031-02-01:org=1050,2031-02-01:%s=950",
+                 user);
+        assert_int_equal(ias_pg_exec(e->pg, sql, 0, NULL, &res), IAS_OK);
+        assert_string_equal(ias_pg_value(res, 0, 0), want);
+        ias_pg_clear(res);
+    }
+    /* ...are what the drift check reads: raise the org's February total behind
+     * the consumer's back and the counter follows. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE usage_month_totals SET prompt_tokens = prompt_tokens + 100"
+             " WHERE org_id = '%s' AND month = '2031-02-01' AND user_id IS NULL",
+             org);
+    assert_int_equal(ias_pg_exec(e->pg, sql, 0, NULL, NULL), IAS_OK);
+    wait_used(rs, kfeb, 1150);
     {
         const char *argv[] = {"DEL", kfeb, kfeb_u};
         redisReply *rep = NULL;
