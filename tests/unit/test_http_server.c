@@ -22,6 +22,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1024,6 +1026,53 @@ static void test_keepalive_and_pipelining(void **state)
     finish(srv);
 }
 
+/* Every server socket on the port, listening and accepted, has Nagle off: a
+ * reply's tail (past bufferevent's 16 KiB single write, or a stream's next
+ * small chunk) must not wait for the client's delayed ACK. The server runs in
+ * this process, so its sockets are among our own descriptors. */
+static void test_nodelay(void **state)
+{
+    ias_server_opts o = base_opts("t_nodelay");
+    ias_server *srv = start(&o);
+    int port = ias_server_port(srv), listening = 0, accepted = 0;
+    conn *c = conn_open(port);
+    resp r;
+    DIR *d;
+    struct dirent *e;
+
+    (void)state;
+    conn_sends(c, "GET /echo/k HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, false), 0); /* the server has accepted */
+    resp_free(&r);
+    d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name), on = 0, acc = 0;
+        struct stat st;
+        struct sockaddr_in sa;
+        socklen_t len = sizeof(sa), ilen = sizeof(int);
+
+        if (e->d_name[0] == '.' || fd == dirfd(d) || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            continue;
+        if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0 || sa.sin_family != AF_INET ||
+            ntohs(sa.sin_port) != port)
+            continue; /* not the server's (our client's local port differs) */
+        assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &ilen), 0);
+        ilen = sizeof(int);
+        assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &ilen), 0);
+        assert_true(on != 0);
+        if (acc)
+            listening++;
+        else
+            accepted++;
+    }
+    closedir(d);
+    assert_true(listening >= 1);
+    assert_true(accepted >= 1);
+    conn_close(c);
+    finish(srv);
+}
+
 static void test_workers(void **state)
 {
     ias_server_opts o = base_opts("t_workers");
@@ -1506,6 +1555,7 @@ int main(void)
         cmocka_unit_test_setup(test_json_and_body, setup),
         cmocka_unit_test_setup(test_limits, setup),
         cmocka_unit_test_setup(test_keepalive_and_pipelining, setup),
+        cmocka_unit_test_setup(test_nodelay, setup),
         cmocka_unit_test_setup(test_workers, setup),
         cmocka_unit_test_setup(test_worker_init_failure, setup),
         cmocka_unit_test_setup(test_request_id_and_traceparent, setup),
