@@ -13,7 +13,7 @@ import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, binDir, stackEnv, createDb, sql, api, startService, uniqueName } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, api, startService, uniqueName, scratchPath } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -93,7 +93,7 @@ before(async () => {
   tB = seedTenant(); // output profile: deny-phrase and redact
   tC = seedTenant(); // no guardrails
 
-  const spool = (n) => `/tmp/${uniqueName(n)}`;
+  const spool = (n) => scratchPath(n);
   const common = { IAS_INTERNAL_TOKEN: INTERNAL, IAS_JWT_SECRET: SECRET };
   const users = await startService('users', { ...common, IAS_PG_DSN: db.dsn, IAS_SPOOL_DIR: spool('users') });
   procs.push(users);
@@ -266,7 +266,7 @@ test('a deny-phrase in the output ends the stream with content_filter', { skip }
 
 test('router without a pdp refuses requests that carry guardrails (503)', { skip }, async () => {
   const bare = await startService('router', {
-    IAS_USERS_URL: 'http://127.0.0.1:1', IAS_REGISTRY_FILE: writeRegistry(), IAS_SPOOL_DIR: `/tmp/${uniqueName('r2')}`,
+    IAS_USERS_URL: 'http://127.0.0.1:1', IAS_REGISTRY_FILE: writeRegistry(), IAS_SPOOL_DIR: scratchPath('r2'),
   });
   try {
     const h = { 'X-Ias-Org-Id': randomUUID(), 'Content-Type': 'application/json' };
@@ -312,7 +312,7 @@ test('a policy change reaches the ingress decision cache within 1.5 s', { skip }
 
 function writeRegistry() {
   const mockUrl = sql(db.dsn, `SELECT url FROM model_backends LIMIT 1`)[0][0];
-  const file = `/tmp/${uniqueName('registry')}.json`;
+  const file = `${scratchPath('registry')}.json`;
   const doc = {
     version: 'v1',
     models: [{ id: randomUUID(), name: MODEL, context_length: 8192, fallback_model: null, tags: [],

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { request as httpRequest } from 'node:http';
-import { root, binDir, stackEnv, createDb, sql, startService, uniqueName } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, uniqueName, scratchPath } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const { default: OpenAI } = await import(require.resolve('openai'));
@@ -116,14 +116,14 @@ before(async () => {
   sql(db.dsn, `INSERT INTO model_backends (model_id, url) SELECT id, '${mock.url}' FROM models`);
   jwtSecret = randomBytes(32).toString('hex');
   users = await startService('users', {
-    IAS_PG_DSN: db.dsn, IAS_JWT_SECRET: jwtSecret, IAS_SPOOL_DIR: `/tmp/${uniqueName('users-spool')}`,
+    IAS_PG_DSN: db.dsn, IAS_JWT_SECRET: jwtSecret, IAS_SPOOL_DIR: scratchPath('users-spool'),
   });
   procs.push(users);
   routerUrl = mock.url;
   if (existsSync(join(binDir, 'ias-router')) && process.env.IAS_INGRESS_TEST_ROUTER !== '0') {
     try {
       router = await startService('router', {
-        IAS_USERS_URL: users.url, IAS_SPOOL_DIR: `/tmp/${uniqueName('router-spool')}`,
+        IAS_USERS_URL: users.url, IAS_SPOOL_DIR: scratchPath('router-spool'),
       });
       procs.push(router);
       routerUrl = router.url;
@@ -504,7 +504,7 @@ test('management target down: 502/503 problem+json', { skip }, async () => {
 
 test('pdp deny: 403 policy_denied; allow passes', { skip: skip || !existsSync(join(binDir, 'ias-pdp')) }, async () => {
   const pdp = await startService('pdp', {
-    IAS_PG_DSN: db.dsn, IAS_JWT_SECRET: jwtSecret, IAS_SPOOL_DIR: `/tmp/${uniqueName('pdp-spool')}`,
+    IAS_PG_DSN: db.dsn, IAS_JWT_SECRET: jwtSecret, IAS_SPOOL_DIR: scratchPath('pdp-spool'),
   });
   let ing;
   try {

@@ -4,11 +4,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { stackEnv, createDb, startService, api, sql, root, uniqueName } from '../lib/harness.mjs';
+import { stackEnv, createDb, startService, api, sql, root, uniqueName, scratchPath } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 let amqpConn, amqpCh, queue;
@@ -77,8 +76,8 @@ before(async () => {
     IAS_PG_DSN: db.dsn, IAS_AMQP_URL: env.IAS_AMQP_URL, IAS_JWT_SECRET: SECRET,
     IAS_INTERNAL_TOKEN: INTERNAL, IAS_GUARDRAIL_HOLDBACK: '64',
   };
-  a = await startService('pdp', { ...common, IAS_SPOOL_DIR: mkdtempSync(join(tmpdir(), 'pdp-a-')) });
-  b = await startService('pdp', { ...common, IAS_SPOOL_DIR: mkdtempSync(join(tmpdir(), 'pdp-b-')) });
+  a = await startService('pdp', { ...common, IAS_SPOOL_DIR: scratchPath('pdp-a') });
+  b = await startService('pdp', { ...common, IAS_SPOOL_DIR: scratchPath('pdp-b') });
 });
 
 after(async () => {

@@ -2,7 +2,8 @@
 // Everything started here is stopped by PID (never by name) when the test ends.
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -120,4 +121,16 @@ export async function api(base, method, path, { token, body, headers = {} } = {}
   let parsed = text;
   try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
   return { status: r.status, headers: r.headers, body: parsed };
+}
+
+// Scratch space for spools and files the services write: one directory per
+// test process, removed when the process exits, so runs leave nothing in /tmp.
+let scratchRoot = null;
+/** A fresh path (not created) under this process's scratch directory. */
+export function scratchPath(prefix) {
+  if (!scratchRoot) {
+    scratchRoot = mkdtempSync(join(tmpdir(), 'ias-test-'));
+    process.once('exit', () => rmSync(scratchRoot, { recursive: true, force: true }));
+  }
+  return join(scratchRoot, uniqueName(prefix));
 }
