@@ -22,11 +22,15 @@
 #                                 route to a mockllm with TTFT 0, unlimited tokens/s)
 #   BENCH_PDP         [1]         start ias-pdp for the policy step (0: ingress's
 #                                 built-in allow-by-org-allowed-models decision)
+#   BENCH_ROUTER_UNIX [1]         ingress reaches the router over a unix socket
+#                                 (IAS_UNIX_SOCKET / IAS_ROUTER_URL=unix:...), as
+#                                 when both run in one pod; 0: loopback TCP
 #   BENCH_PORTKEY     [1 with BENCH_IAS, else 0]  also bench @portkey-ai/gateway
 #                                 (npm-installed into build/bench/portkey once)
 #   BENCH_PORTKEY_VERSION [1.15.2]
 #   BENCH_STREAMS     [1000]      open streams for the RSS measurement (0: skip)
-#   BENCH_STACK_DIR   [build/bench/stack]  the bench's own stack
+#   BENCH_DIR         [build/bench]  logs, wrk output, results (one per concurrent run)
+#   BENCH_STACK_DIR   [$BENCH_DIR/stack]  the bench's own stack
 #   BENCH_PG_PORT, BENCH_REDIS_PORT, BENCH_AMQP_PORT  [free ports]
 #   BENCH_STACK_KEEP  [0]         1: leave the stack running afterwards
 #   BENCH_PIN_STACK   [1]         pin Redis, RabbitMQ and PostgreSQL to the server core too
@@ -52,6 +56,7 @@ IAS_KEY="${BENCH_IAS_KEY:-}"
 OWN_IAS="${BENCH_IAS:-1}"
 [ -z "$IAS_URL" ] || OWN_IAS=0
 USE_PDP="${BENCH_PDP:-1}"
+ROUTER_UNIX="${BENCH_ROUTER_UNIX:-1}"
 USE_PORTKEY="${BENCH_PORTKEY:-$OWN_IAS}"
 PORTKEY_VERSION="${BENCH_PORTKEY_VERSION:-1.15.2}"
 NSTREAMS="${BENCH_STREAMS:-1000}"
@@ -59,12 +64,13 @@ PIN_STACK="${BENCH_PIN_STACK:-1}"
 WRITE="${BENCH_WRITE:-1}"
 WRK_CPU="${BENCH_WRK_CPU:-0}"
 SERVER_CPU="${BENCH_SERVER_CPU:-1}"
-DIR="$IAS_REPO_ROOT/build/bench"
+DIR="${BENCH_DIR:-$IAS_REPO_ROOT/build/bench}"
 STACK_DIR="${BENCH_STACK_DIR:-$DIR/stack}"
 README="$IAS_REPO_ROOT/bench/README.md"
 
 [[ "$SECS" =~ ^[0-9]+$ ]] && [ "$SECS" -gt 0 ] || ias_die "BENCH_SECONDS must be a positive integer"
 [[ "$NSTREAMS" =~ ^[0-9]+$ ]] || ias_die "BENCH_STREAMS must be a number"
+case "$ROUTER_UNIX" in 0 | 1) ;; *) ias_die "BENCH_ROUTER_UNIX must be 0 or 1" ;; esac
 for m in $MODES; do
     case "$m" in json | stream) ;; *) ias_die "BENCH_MODES: unknown mode '$m' (json, stream)" ;; esac
 done
@@ -104,6 +110,7 @@ fi
 mkdir -p "$DIR/tmp"
 PIDS=()
 STACK_STARTED=0
+SOCK_TMP=""
 stack() {
     IAS_STACK_DIR="$STACK_DIR" IAS_PG_PORT="$PG_PORT" IAS_REDIS_PORT="$REDIS_PORT" IAS_AMQP_PORT="$AMQP_PORT" \
         bash scripts/stack.sh "$@"
@@ -117,6 +124,7 @@ cleanup() {
     if [ "$STACK_STARTED" = 1 ] && [ "${BENCH_STACK_KEEP:-0}" != 1 ]; then
         stack down >/dev/null 2>&1 || ias_log "warning: stack down failed ($STACK_DIR)"
     fi
+    [ -z "$SOCK_TMP" ] || rm -rf "$SOCK_TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -249,9 +257,29 @@ if [ "$OWN_IAS" = 1 ]; then
         PDP_PID="$SVC_PID"
         POLICY="ias-pdp"
     fi
-    start_ias router /ready "${COMMON[@]}" IAS_USERS_URL="$USERS_URL" IAS_SPOOL_DIR="$DIR/spool/router"
+    # Both run on this host: by default the hop is a unix socket, as with the
+    # router in the ingress pod (deploy/components/router-sidecar); the router
+    # keeps its TCP port for /ready.
+    RTR_SOCK=""
+    if [ "$ROUTER_UNIX" = 1 ]; then
+        RTR_SOCK="$DIR/tmp/router.sock"
+        if [ "${#RTR_SOCK}" -ge 108 ]; then # sun_path holds 107 bytes
+            SOCK_TMP="$(mktemp -d)"
+            RTR_SOCK="$SOCK_TMP/router.sock"
+        fi
+    fi
+    start_ias router /ready "${COMMON[@]}" IAS_USERS_URL="$USERS_URL" IAS_SPOOL_DIR="$DIR/spool/router" \
+        IAS_UNIX_SOCKET="$RTR_SOCK"
     RTR_PID="$SVC_PID"
-    start_ias ingress /ready "${COMMON[@]}" IAS_USERS_URL="$USERS_URL" IAS_ROUTER_URL="$SVC_URL" \
+    RTR_TARGET="$SVC_URL"
+    HOP="loopback TCP ($SVC_URL)"
+    if [ -n "$RTR_SOCK" ]; then
+        [ -S "$RTR_SOCK" ] || ias_die "the router did not create $RTR_SOCK"
+        RTR_TARGET="unix:$RTR_SOCK"
+        HOP="unix socket ($RTR_SOCK)"
+    fi
+    ias_log "ingress -> router hop: $HOP"
+    start_ias ingress /ready "${COMMON[@]}" IAS_USERS_URL="$USERS_URL" IAS_ROUTER_URL="$RTR_TARGET" \
         IAS_PDP_URL="$PDP_URL"
     ING_PID="$SVC_PID"
     IAS_URL="$SVC_URL"
@@ -369,6 +397,7 @@ done
 if [ "${BENCH_HOLD:-0}" = 1 ]; then
     {
         printf 'MOCK_URL=%s\nNGINX_URL=http://127.0.0.1:%s\nIAS_URL=%s\nIAS_KEY=%s\n' "$MOCK_URL" "$NGINX_PORT" "$IAS_URL" "$IAS_KEY"
+        printf 'ROUTER_HOP=%q\n' "${HOP:-}"
         printf 'MOCK_PID=%s\nNGINX_PID=%s\nING_PID=%s\nRTR_PID=%s\nPDP_PID=%s\nUSERS_PID=%s\n' \
             "$MOCK_PID" "$NGINX_PID" "$ING_PID" "$RTR_PID" "$PDP_PID" "$USERS_PID"
         printf 'REDIS_PID=%s\nRABBIT_PID=%s\nPG_PID=%s\nBODY_JSON=%s\n' "${REDIS_PID:-}" "${RABBIT_PID:-}" "${PG_PID:-}" \
@@ -488,6 +517,7 @@ TABLE="$DIR/results.md"
     echo "${SECS}s per cell, wrk ${WRK_PIN[*]:+on core $WRK_CPU}, servers ${SRV_PIN[*]:+on core $SERVER_CPU}, max_tokens $MAX_TOKENS,"
     if [ "$OWN_IAS" = 1 ]; then
         echo "ias: release build from $BIN_DIR, ingress and router with IAS_WORKERS=1, policy by $POLICY,"
+        echo "ingress -> router over ${HOP%% (*},"
         stack_where=""
         [ "$PIN_STACK" != 1 ] || [ "${#SRV_PIN[@]}" = 0 ] || stack_where=" (Redis, RabbitMQ, PostgreSQL also on core $SERVER_CPU)"
         echo "API key auth, budget reserve/settle in Redis, usage events to RabbitMQ$stack_where,"

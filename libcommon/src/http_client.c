@@ -1,6 +1,6 @@
 /* Asynchronous HTTP/1.1 client: pool, connections, calls, timeouts. See http_client.h.
  *
- * Objects: a host_pool per (host, port) holding idle connections; a conn owns a
+ * Objects: a host_pool per (host, port) or unix socket path holding idle connections; a conn owns a
  * bufferevent and a response parser and serves one call at a time; a call owns
  * the serialized request (kept for the stale keep-alive retry), one timer for
  * all its deadlines and one "kick" event for work that must not run on the
@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -69,7 +71,9 @@ struct conn {
 struct host_pool {
     char host[256];
     uint16_t port;
-    bool literal; /* sa holds the address: no lookup */
+    char unix_path[IAS_HTTP_UNIX_PATH_MAX]; /* unix socket pool: "" for TCP */
+    char name[300];                         /* "host:port" or "unix:/path", for errors */
+    bool literal;                           /* sa holds the address: no lookup */
     struct sockaddr_storage sa;
     int salen;
     conn *idle_head, *idle_tail; /* most recently used first */
@@ -483,6 +487,8 @@ static void set_nodelay(conn *k)
 {
     evutil_socket_t fd = bufferevent_getfd(k->bev);
     int one = 1;
+    if (k->pool->unix_path[0])
+        return; /* no Nagle on unix sockets */
     if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
         ias_debug(NULL, "http client: TCP_NODELAY: %s", strerror(errno));
 }
@@ -509,8 +515,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     int err = EVUTIL_SOCKET_ERROR();
     if (!k->connected) {
-        call_fail(call, IAS_HTTP_CONNECT_FAILED, "connect to %s:%u failed: %s", k->pool->host,
-                  (unsigned)k->pool->port,
+        call_fail(call, IAS_HTTP_CONNECT_FAILED, "connect to %s failed: %s", k->pool->name,
                   err ? evutil_socket_error_to_string(err) : "connection refused");
         return;
     }
@@ -563,9 +568,8 @@ static void lookup_cb(int result, struct evutil_addrinfo *ai, void *arg)
             if (conn_connect_addr(k, pick->ai_addr, (int)pick->ai_addrlen) != IAS_OK) {
                 int err = EVUTIL_SOCKET_ERROR();
                 if (call)
-                    call_fail_async(call, IAS_HTTP_CONNECT_FAILED, "connect to %s:%u failed: %s",
-                                    k->pool->host, (unsigned)k->pool->port,
-                                    evutil_socket_error_to_string(err));
+                    call_fail_async(call, IAS_HTTP_CONNECT_FAILED, "connect to %s failed: %s",
+                                    k->pool->name, evutil_socket_error_to_string(err));
                 else
                     conn_close(k);
             }
@@ -606,8 +610,8 @@ static conn *conn_open(ias_http_call *call)
     if (pool->literal) {
         if (conn_connect_addr(k, (const struct sockaddr *)&pool->sa, pool->salen) != IAS_OK) {
             int err = EVUTIL_SOCKET_ERROR();
-            call_fail_async(call, IAS_HTTP_CONNECT_FAILED, "connect to %s:%u failed: %s",
-                            pool->host, (unsigned)pool->port, evutil_socket_error_to_string(err));
+            call_fail_async(call, IAS_HTTP_CONNECT_FAILED, "connect to %s failed: %s", pool->name,
+                            evutil_socket_error_to_string(err));
         }
         return k;
     }
@@ -704,8 +708,8 @@ static void call_complete(ias_http_call *call)
 static void call_retry(ias_http_call *call)
 {
     conn *k = call->conn;
-    ias_debug(NULL, "http client: stale keep-alive connection to %s:%u (%s), retrying",
-              call->pool->host, (unsigned)call->pool->port, k->eof_reason);
+    ias_debug(NULL, "http client: stale keep-alive connection to %s (%s), retrying",
+              call->pool->name, k->eof_reason);
     call_detach(call);
     conn_close(k);
     call->retried = true;
@@ -720,8 +724,8 @@ static void handle_eof(conn *k, ias_http_call *call)
             call_retry(call);
             return;
         }
-        call_fail(call, IAS_HTTP_RESET, "connection to %s:%u %s before any response byte",
-                  k->pool->host, (unsigned)k->pool->port, k->eof_reason);
+        call_fail(call, IAS_HTTP_RESET, "connection to %s %s before any response byte",
+                  k->pool->name, k->eof_reason);
         return;
     }
     if (ias_http_parser_eof(k->parser) == IAS_HTTP_EV_DONE) {
@@ -824,8 +828,8 @@ static void call_timer_cb(evutil_socket_t fd, short what, void *arg)
     switch (call->phase) {
     case PH_CONNECT:
         if (call->phase_deadline && now >= call->phase_deadline) {
-            call_fail(call, IAS_HTTP_CONNECT_TIMEOUT, "connect to %s:%u took over %d ms",
-                      call->pool->host, (unsigned)call->pool->port, call->connect_ms);
+            call_fail(call, IAS_HTTP_CONNECT_TIMEOUT, "connect to %s took over %d ms",
+                      call->pool->name, call->connect_ms);
             return;
         }
         break;
@@ -942,11 +946,29 @@ void ias_http_client_free(ias_http_client *c)
 static host_pool *pool_get(ias_http_client *c, const ias_http_url *u)
 {
     for (host_pool *p = c->pools; p; p = p->next)
-        if (p->port == u->port && strcasecmp(p->host, u->host) == 0)
+        if (u->unix_path[0]
+                ? strcmp(p->unix_path, u->unix_path) == 0
+                : !p->unix_path[0] && p->port == u->port && strcasecmp(p->host, u->host) == 0)
             return p;
     host_pool *p = ias_xcalloc(1, sizeof(*p));
     (void)ias_strlcpy(p->host, u->host, sizeof(p->host)); /* fits: the URL parser bounds it */
     p->port = u->port;
+    if (u->unix_path[0]) {
+        struct sockaddr_un *su = (struct sockaddr_un *)&p->sa;
+        size_t n = strlen(u->unix_path); /* < sizeof(sun_path): the URL parser bounds it */
+
+        (void)ias_strlcpy(p->unix_path, u->unix_path, sizeof(p->unix_path));
+        snprintf(p->name, sizeof(p->name), "unix:%s", p->unix_path);
+        su->sun_family = AF_UNIX;
+        memcpy(su->sun_path, u->unix_path, n + 1);
+        p->salen = (int)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        p->literal = true;
+        p->next = c->pools;
+        c->pools = p;
+        return p;
+    }
+    snprintf(p->name, sizeof(p->name), "%s%s%s:%u", u->host_is_ipv6 ? "[" : "", u->host,
+             u->host_is_ipv6 ? "]" : "", (unsigned)u->port);
     const char *lit = strcasecmp(u->host, "localhost") == 0 ? "127.0.0.1" : u->host;
     struct sockaddr_in *sin = (struct sockaddr_in *)&p->sa;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&p->sa;

@@ -677,14 +677,94 @@ static bool is_host_char(unsigned char c)
            c == '.' || c == '_';
 }
 
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The socket path of a unix URL, already free of control bytes and spaces;
+ * percent-decoded for http+unix. The Host header names no host: "localhost". */
+static int url_set_unix(ias_http_url *out, const char *s, size_t n, bool pct)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+
+        if (pct && ch == '%') {
+            int hi = i + 2 < n ? hex_val(s[i + 1]) : -1, lo = i + 2 < n ? hex_val(s[i + 2]) : -1;
+
+            if (hi < 0 || lo < 0)
+                return IAS_ERR;
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        /* a decoded NUL or control byte would cut or smuggle the path */
+        if ((unsigned char)ch < 0x20 || ch == 0x7f || o + 1 >= sizeof(out->unix_path))
+            return IAS_ERR;
+        out->unix_path[o++] = ch;
+    }
+    if (o == 0)
+        return IAS_ERR;
+    out->unix_path[o] = '\0';
+    memcpy(out->host, "localhost", sizeof("localhost"));
+    out->port = 80;
+    return IAS_OK;
+}
+
+/* unix:/sock[:/path?query] and http+unix://%2Fsock[/path?query]. */
+static int url_parse_unix(const char *url, ias_http_url *out)
+{
+    const char *end, *rest;
+
+    if (strncasecmp(url, "unix:", 5) == 0) {
+        const char *a = url + 5;
+        const char *colon = strchr(a, ':');
+
+        end = colon ? colon : a + strcspn(a, "#");
+        rest = colon ? colon + 1 : end;
+        if (url_set_unix(out, a, (size_t)(end - a), false) != IAS_OK)
+            return IAS_ERR;
+        /* after the socket: a path, a query or nothing */
+        if (*rest != '\0' && *rest != '/' && *rest != '?' && *rest != '#')
+            return IAS_ERR;
+    } else {
+        const char *a = url + 12; /* "http+unix://" */
+
+        end = a + strcspn(a, "/?#");
+        rest = end;
+        if (memchr(a, '@', (size_t)(end - a)) || memchr(a, ':', (size_t)(end - a)))
+            return IAS_ERR; /* userinfo or a port: neither means anything here */
+        if (url_set_unix(out, a, (size_t)(end - a), true) != IAS_OK)
+            return IAS_ERR;
+    }
+    out->path = rest;
+    out->path_len = strcspn(rest, "#");
+    return IAS_OK;
+}
+
 int ias_http_url_parse(const char *url, ias_http_url *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!url || strncasecmp(url, "http://", 7) != 0)
+    if (!url)
         return IAS_ERR;
     for (const unsigned char *q = (const unsigned char *)url; *q; q++)
         if (*q <= 0x20 || *q == 0x7f)
             return IAS_ERR;
+    if (strncasecmp(url, "unix:", 5) == 0 || strncasecmp(url, "http+unix://", 12) == 0) {
+        if (url_parse_unix(url, out) == IAS_OK)
+            return IAS_OK;
+        memset(out, 0, sizeof(*out));
+        return IAS_ERR;
+    }
+    if (strncasecmp(url, "http://", 7) != 0)
+        return IAS_ERR;
     const char *a = url + 7;
     size_t alen = strcspn(a, "/?#");
     const char *aend = a + alen;

@@ -11,7 +11,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -20,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 enum {
@@ -100,6 +104,8 @@ ias_server *ias_server_new(const ias_server_opts *opts)
     srv->opts.service = srv->service;
     srv->opts.bind_addr = srv->bind_addr;
     srv->opts.openai_path_prefix = srv->openai_prefix;
+    srv->opts.unix_path =
+        opts->unix_path && *opts->unix_path ? ias_xstrdup(opts->unix_path) : NULL; /* ours */
     if (srv->opts.max_header_bytes == 0)
         srv->opts.max_header_bytes = DEFAULT_MAX_HEADER;
     if (srv->opts.max_body_bytes == 0)
@@ -276,6 +282,10 @@ static void on_request(struct evhttp_request *evreq, void *arg)
     ias_req *r = ias_hs_req_new(w, evreq);
     int idx;
 
+    /* libevent 2.1 names a unix socket peer "localhost" (getnameinfo of an
+     * unnamed AF_UNIX address); TCP peers are always numeric (NI_NUMERICHOST) */
+    if (strcmp(r->peer, "localhost") == 0)
+        memcpy(r->peer, "unix", sizeof("unix"));
     if (r->bad_path) {
         (void)ias_reply_error(r, 400, NULL, "malformed percent-encoding in the path");
         goto done;
@@ -386,6 +396,86 @@ static void set_port(struct sockaddr_storage *ss, int port)
         ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
 }
 
+/* The unix socket (opts.unix_path), for a co-located client (ingress -> router
+ * in one pod) without the loopback TCP stack. AF_UNIX has no SO_REUSEPORT
+ * spreading, so one listening socket serves every worker: each worker's evhttp
+ * gets an evconnlistener of its own on a dup() of it (evhttp_bind_listener).
+ * A new connection wakes every worker's epoll; the socket is non-blocking, so
+ * one accept4() wins and the others get EAGAIN and go back to sleep. That
+ * costs a wake-up per worker per connection, not per request: the client keeps
+ * its connections alive in a pool, so connections are rare. The kernel queues
+ * connections for whichever worker accepts first, so a busy worker takes fewer.
+ * The dup() gives each listener an fd it closes itself when its evhttp is freed
+ * (no fd shared between loops, no close order to get right). An existing socket
+ * file (a previous run that was killed) is replaced; anything else at the path
+ * is an error. Mode 0660 is set before listen(), so no connection ever sees
+ * the umask's mode. ias_server_stop unlinks the file. */
+static int unix_listen(ias_server *srv)
+{
+    const char *path = srv->opts.unix_path;
+    struct sockaddr_un sa;
+    struct stat st;
+    size_t n;
+    int fd, rc = IAS_ERR;
+
+    if (!path)
+        return IAS_OK;
+    n = strlen(path);
+    if (n >= sizeof(sa.sun_path)) {
+        ias_error(NULL, "unix socket path %s: longer than %zu bytes", path,
+                  sizeof(sa.sun_path) - 1);
+        return IAS_ERR;
+    }
+    if (lstat(path, &st) == 0 && (!S_ISSOCK(st.st_mode) || unlink(path) != 0)) {
+        ias_error(NULL, "unix socket path %s: %s", path,
+                  S_ISSOCK(st.st_mode) ? strerror(errno) : "exists and is not a socket");
+        return IAS_ERR;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, n + 1);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+        ias_error(NULL, "unix socket: %s", strerror(errno));
+        return IAS_ERR;
+    }
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        ias_error(NULL, "bind unix:%s: %s", path, strerror(errno));
+        close(fd);
+        return IAS_ERR;
+    }
+    if (chmod(path, 0660) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        ias_error(NULL, "unix socket %s: chmod/listen: %s", path, strerror(errno));
+        goto out;
+    }
+    for (int i = 0; i < srv->nworkers; i++) {
+        ias_worker *w = &srv->workers[i];
+        int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        /* backlog 0: already listening */
+        struct evconnlistener *lev =
+            wfd < 0 ? NULL
+                    : evconnlistener_new(w->base, NULL, NULL,
+                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, wfd);
+
+        if (!lev) {
+            ias_error(NULL, "worker %d: unix listener: %s", w->index, strerror(errno));
+            if (wfd >= 0)
+                close(wfd);
+            goto out;
+        }
+        if (!evhttp_bind_listener(w->http, lev)) {
+            ias_error(NULL, "worker %d: evhttp_bind_listener failed", w->index);
+            evconnlistener_free(lev);
+            goto out;
+        }
+    }
+    rc = IAS_OK;
+out:
+    close(fd); /* the workers hold their dups */
+    if (rc != IAS_OK)
+        (void)unlink(path);
+    return rc;
+}
+
 /* ---- drain ---- */
 
 static void drain_tick(ias_worker *w)
@@ -418,8 +508,16 @@ static void drain_start_cb(evutil_socket_t fd, short what, void *arg)
 
 void ias_server_stop(ias_server *srv)
 {
+    bool up;
+
     if (atomic_exchange(&srv->draining, true))
         return;
+    pthread_mutex_lock(&srv->mu);
+    up = srv->go; /* the unix socket is ours: bound before go */
+    pthread_mutex_unlock(&srv->mu);
+    /* new connects fail at once, as on the closed TCP listener; queued ones are served */
+    if (up && srv->opts.unix_path && unlink(srv->opts.unix_path) != 0 && errno != ENOENT)
+        ias_warn(NULL, "cannot remove unix socket %s: %s", srv->opts.unix_path, strerror(errno));
     atomic_store(&srv->deadline_ms, (long long)ias_now_ms() + srv->opts.drain_timeout_ms);
     ias_info(NULL, "draining: %ld requests in flight, deadline %d ms", atomic_load(&srv->inflight),
              srv->opts.drain_timeout_ms);
@@ -625,6 +723,7 @@ int ias_server_start(ias_server *srv)
     sigset_t sigs, old;
     struct sigaction sa;
     int nstarted = 0;
+    bool unix_bound = false;
 
     if (srv->started || atomic_load(&srv->draining))
         return IAS_ERR;
@@ -647,6 +746,9 @@ int ias_server_start(ias_server *srv)
         if (worker_setup(&srv->workers[i], &ss, sslen) != IAS_OK)
             goto fail;
     }
+    if (unix_listen(srv) != IAS_OK)
+        goto fail;
+    unix_bound = srv->opts.unix_path != NULL;
 
     /* Workers never see SIGINT/SIGTERM: they inherit this mask. */
     sigemptyset(&sigs);
@@ -701,13 +803,16 @@ int ias_server_start(ias_server *srv)
     pthread_cond_broadcast(&srv->cv);
     pthread_mutex_unlock(&srv->mu);
     srv->started = true;
-    ias_info(NULL, "%s listening on %s:%d with %d workers", srv->service, srv->bind_addr,
-             atomic_load(&srv->port), srv->nworkers);
+    ias_info(NULL, "%s listening on %s:%d%s%s with %d workers", srv->service, srv->bind_addr,
+             atomic_load(&srv->port), unix_bound ? " and unix:" : "",
+             unix_bound ? srv->opts.unix_path : "", srv->nworkers);
     return IAS_OK;
 
 fail:
     for (int i = 0; i < srv->nworkers; i++)
         worker_teardown(&srv->workers[i]);
+    if (unix_bound)
+        (void)unlink(srv->opts.unix_path);
     return IAS_ERR;
 }
 
@@ -753,6 +858,7 @@ void ias_server_free(ias_server *srv)
     free(srv->service);
     free(srv->bind_addr);
     free(srv->openai_prefix);
+    free((char *)srv->opts.unix_path);
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     free(srv);

@@ -15,7 +15,9 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_REDIS_URL", IAS_CFG_URL, NULL, 0, 0, "Redis: key cache, budgets, rate limits"},
     {"IAS_AMQP_URL", IAS_CFG_STR, "", 0, 0, "RabbitMQ for config.keys.changed (empty: none)"},
     {"IAS_USERS_URL", IAS_CFG_URL, NULL, 0, 0, "users service (keys, models, management)"},
-    {"IAS_ROUTER_URL", IAS_CFG_URL, NULL, 0, 0, "router for /v1 completions"},
+    {"IAS_ROUTER_URL", IAS_CFG_STR, NULL, 0, 0,
+     "router for /v1 completions: http://host:port, or unix:/path/router.sock for a router in "
+     "the same pod (its IAS_UNIX_SOCKET)"},
     {"IAS_PDP_URL", IAS_CFG_STR, "", 0, 0, "policy decision point (empty: built-in decision)"},
     {"IAS_ACCOUNTING_URL", IAS_CFG_STR, "", 0, 0, "accounting service (/api/v1/usage*)"},
     {"IAS_AUDIT_URL", IAS_CFG_STR, "", 0, 0, "audit service (/api/v1/audit*)"},
@@ -115,17 +117,30 @@ static int ready(void *arg, ias_worker *iw, char *why, size_t whylen)
     return IAS_OK;
 }
 
+/* A base URL that a path is appended to: http://host[:port], or unix:<path>,
+ * kept as "unix:<path>:" so that "<base>/v1/x" names the socket and the path
+ * (ias_http_url_parse). */
 static int copy_url(const ias_config *cfg, const char *name, char *dst, size_t len, bool required)
 {
     const char *v = ias_config_str(cfg, name);
     size_t n = strlen(v);
-    while (n > 0 && v[n - 1] == '/')
+    bool is_unix = strncmp(v, "unix:", 5) == 0;
+    ias_http_url u;
+
+    while (!is_unix && n > 0 && v[n - 1] == '/')
         n--; /* "http://x:1/" and "http://x:1" mean the same base */
-    if (n >= len || (required && n == 0) || (n > 0 && strncmp(v, "http://", 7) != 0)) {
-        fprintf(stderr, "  %s: want an http:// base URL under %zu bytes\n", name, len);
+    if (n + (is_unix ? 1 : 0) >= len || (required && n == 0) ||
+        (n > 0 && !is_unix && strncmp(v, "http://", 7) != 0) ||
+        (is_unix && (strchr(v + 5, ':') || ias_http_url_parse(v, &u) != IAS_OK))) {
+        fprintf(stderr,
+                "  %s: want an http:// base URL under %zu bytes, or unix:<socket path> (no ':', "
+                "under %d bytes)\n",
+                name, len, (int)IAS_HTTP_UNIX_PATH_MAX);
         return IAS_ERR;
     }
     memcpy(dst, v, n);
+    if (is_unix)
+        dst[n++] = ':';
     dst[n] = '\0';
     return IAS_OK;
 }

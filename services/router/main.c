@@ -62,6 +62,9 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_UPSTREAM_MAX_RESPONSE_BYTES", IAS_CFG_BYTES, "8M", 1024, 1LL << 30,
      "largest non-streaming upstream answer"},
     {"IAS_RETRY_AFTER", IAS_CFG_INT, "5", 1, 3600, "Retry-After seconds on 503"},
+    {"IAS_UNIX_SOCKET", IAS_CFG_STR, "", 0, 0,
+     "also listen on this unix socket (mode 0660, a stale socket file is replaced) for an "
+     "ingress in the same pod (its IAS_ROUTER_URL=unix:/that/path); empty: TCP only"},
 };
 
 static const ias_route routes[] = {
@@ -233,6 +236,7 @@ int main(void)
     opts.ready = ready;
     opts.worker_init = worker_init;
     opts.worker_fini = worker_fini;
+    opts.unix_path = ias_config_str(cfg, "IAS_UNIX_SOCKET");
     srv = ias_server_new(&opts);
     if (srv == NULL) {
         ias_error(NULL, "cannot create the server");

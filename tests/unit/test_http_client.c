@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -1407,6 +1408,102 @@ static void test_idle_connection_closed_by_server(void **state)
     fx_free(f);
 }
 
+/* The fixture's evhttp also on a unix socket; the path goes into f->url's buffer. */
+static void fx_http_unix(fx *f, char *path, size_t pathlen)
+{
+    char dir[] = "/tmp/ias-test-hc-XXXXXX";
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, pathlen, "%s/s.sock", dir);
+    assert_true(strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_non_null(evhttp_accept_socket_with_handle(f->http, fd));
+}
+
+static void fx_unix_cleanup(const char *path)
+{
+    char dir[128];
+    assert_int_equal(unlink(path), 0);
+    (void)snprintf(dir, sizeof(dir), "%s", path);
+    *strrchr(dir, '/') = '\0';
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* unix: URLs: same pooling and keep-alive (one pool per socket path, both URL
+ * forms share it, TCP to the same server has its own), Host "localhost",
+ * streaming, and a clear error for a missing socket. */
+static void test_unix_socket(void **state)
+{
+    fx *f = fx_new(NULL);
+    char path[128], url[512];
+    ias_http_client_stats st;
+
+    fx_http(f);
+    fx_http_unix(f, path, sizeof(path));
+    for (int i = 0; i < 3; i++) {
+        rec_reset(&f->r);
+        snprintf(url, sizeof(url), "unix:%s:/cl%d", path, i);
+        do_call(&f->r, "GET", url, NULL);
+        assert_int_equal(f->r.result, IAS_HTTP_OK);
+        char want[32];
+        snprintf(want, sizeof(want), "hello /cl%d", i);
+        assert_string_equal(f->r.body, want);
+        assert_int_equal(f->r.reused, i > 0);
+    }
+    rec_reset(&f->r);
+    ias_http_request req = {.body = "abc", .body_len = 3};
+    snprintf(url, sizeof(url), "unix:%s:/echo", path);
+    do_call(&f->r, "POST", url, &req);
+    assert_int_equal(f->r.status, 201);
+    assert_string_equal(f->r.body, "2|localhost|-|abc");
+    assert_true(f->r.reused);
+
+    /* http+unix:// with the path percent-encoded: the same pool */
+    rec_reset(&f->r);
+    char enc[256] = "";
+    size_t el = 0;
+    for (const char *p = path; *p; p++) {
+        assert_true(el + 4 < sizeof(enc));
+        if (*p == '/') {
+            memcpy(enc + el, "%2F", 3);
+            el += 3;
+        } else {
+            enc[el++] = *p;
+        }
+    }
+    enc[el] = '\0';
+    snprintf(url, sizeof(url), "http+unix://%s/chunked", enc);
+    f->chunks_total = 3;
+    do_call(&f->r, "GET", url, NULL);
+    assert_int_equal(f->r.result, IAS_HTTP_OK);
+    assert_string_equal(f->r.body, "data: {\"n\":0}\n\ndata: {\"n\":1}\n\ndata: {\"n\":2}\n\n");
+    assert_true(f->r.reused);
+    ias_http_client_stats_get(f->client, &st);
+    assert_int_equal(st.connects, 1);
+    assert_int_equal(st.reuses, 4);
+
+    rec_reset(&f->r);
+    do_call(&f->r, "GET", http_url(f, "/cl9"), NULL);
+    assert_int_equal(f->r.result, IAS_HTTP_OK);
+    assert_false(f->r.reused);
+    ias_http_client_stats_get(f->client, &st);
+    assert_int_equal(st.connects, 2);
+    assert_int_equal(st.idle, 2);
+
+    rec_reset(&f->r);
+    snprintf(url, sizeof(url), "unix:%s.missing:/cl", path);
+    do_call(&f->r, "GET", url, NULL);
+    assert_int_equal(f->r.result, IAS_HTTP_CONNECT_FAILED);
+    assert_non_null(strstr(f->r.error, ".missing"));
+    fx_free(f);
+    fx_unix_cleanup(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1438,6 +1535,7 @@ int main(void)
         cmocka_unit_test(test_name_lookup_abandoned),
         cmocka_unit_test(test_pool_limits_and_expiry),
         cmocka_unit_test(test_idle_connection_closed_by_server),
+        cmocka_unit_test(test_unix_socket),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

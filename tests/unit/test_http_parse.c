@@ -574,6 +574,67 @@ static void test_url_parse(void **state)
     assert_int_equal(ias_http_url_parse(longhost, &u), IAS_ERR);
 }
 
+static void test_url_parse_unix(void **state)
+{
+    ias_http_url u;
+    assert_int_equal(ias_http_url_parse("http://h/x", &u), IAS_OK);
+    assert_string_equal(u.unix_path, "");
+
+    assert_int_equal(ias_http_url_parse("unix:/run/ias/router.sock", &u), IAS_OK);
+    assert_string_equal(u.unix_path, "/run/ias/router.sock");
+    assert_string_equal(u.host, "localhost");
+    assert_int_equal(u.port, 80);
+    assert_int_equal(u.path_len, 0);
+
+    /* a base URL with a trailing ':' and a path appended, as ingress builds it */
+    assert_int_equal(ias_http_url_parse("UNIX:/tmp/r.sock:/v1/chat/completions?a=1#f", &u), IAS_OK);
+    assert_string_equal(u.unix_path, "/tmp/r.sock");
+    assert_int_equal(u.path_len, strlen("/v1/chat/completions?a=1"));
+    assert_memory_equal(u.path, "/v1/chat/completions?a=1", u.path_len);
+    assert_int_equal(ias_http_url_parse("unix:/tmp/r.sock:", &u), IAS_OK);
+    assert_string_equal(u.unix_path, "/tmp/r.sock");
+    assert_int_equal(u.path_len, 0);
+    assert_int_equal(ias_http_url_parse("unix:relative.sock:?q", &u), IAS_OK);
+    assert_string_equal(u.unix_path, "relative.sock");
+    assert_memory_equal(u.path, "?q", 2);
+
+    assert_int_equal(ias_http_url_parse("http+unix://%2Ftmp%2fr.sock/v1/x?y", &u), IAS_OK);
+    assert_string_equal(u.unix_path, "/tmp/r.sock");
+    assert_string_equal(u.host, "localhost");
+    assert_memory_equal(u.path, "/v1/x?y", u.path_len);
+    assert_int_equal(ias_http_url_parse("http+unix://%2Ftmp%2Fr.sock", &u), IAS_OK);
+    assert_string_equal(u.unix_path, "/tmp/r.sock");
+    assert_int_equal(u.path_len, 0);
+
+    char longpath[200] = "unix:/";
+    memset(longpath + 6, 'a', IAS_HTTP_UNIX_PATH_MAX - 2); /* path of 107 bytes: fits */
+    assert_int_equal(ias_http_url_parse(longpath, &u), IAS_OK);
+    assert_int_equal(strlen(u.unix_path), IAS_HTTP_UNIX_PATH_MAX - 1);
+    longpath[6 + IAS_HTTP_UNIX_PATH_MAX - 2] = 'a'; /* 108: no room for the NUL */
+    assert_int_equal(ias_http_url_parse(longpath, &u), IAS_ERR);
+
+    const char *bad[] = {
+        "unix:",
+        "unix::/v1",
+        "unix:/tmp/r.sock:v1",
+        "unix:/tmp/r sock",
+        "unix:/tmp/r.sock:/a\x01",
+        "unix /tmp/r.sock",
+        "http+unix://",
+        "http+unix:///v1",
+        "http+unix://%2Ftmp%2Fr.sock:80/v1",
+        "http+unix://u@%2Ftmp/",
+        "http+unix://%2Ftmp%00x/",
+        "http+unix://%2Ftmp%0a/",
+        "http+unix://%2Ftmp%2/",
+        "http+unix://%zz/",
+    };
+    for (size_t i = 0; i < IAS_ARRAY_LEN(bad); i++)
+        if (ias_http_url_parse(bad[i], &u) != IAS_ERR)
+            fail_msg("accepted bad unix url #%zu", i);
+    assert_string_equal(u.unix_path, ""); /* a refused URL leaves nothing behind */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_pipelined_boundary),
         cmocka_unit_test(test_url_parse),
+        cmocka_unit_test(test_url_parse_unix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

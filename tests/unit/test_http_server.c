@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1547,6 +1548,77 @@ static void test_stop_before_start(void **state)
     ias_server_free(srv);
 }
 
+/* opts.unix_path: a stale socket file is replaced, the mode is 0660, every
+ * worker serves it (peer "unix") next to TCP, and stop removes the file;
+ * anything but a socket at the path fails the start and stays. */
+static void test_unix_socket(void **state)
+{
+    ias_server_opts o = base_opts("t_unix");
+    char dir[] = "/tmp/ias-test-unix-XXXXXX", path[128];
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    bool seen[2] = {false, false};
+    ias_server *srv;
+    resp r;
+    cJSON *j;
+    int fd;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/s.sock", dir);
+    (void)ias_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    fd = socket(AF_UNIX, SOCK_STREAM, 0); /* a killed run's leftover */
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(fd);
+
+    o.workers = 2;
+    o.unix_path = path;
+    srv = start(&o);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0660);
+    for (int i = 0; i < 64 && !(seen[0] && seen[1]); i++) {
+        conn *c = calloc(1, sizeof(*c));
+
+        assert_non_null(c);
+        c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        c->cap = c->max_read = 65536;
+        assert_non_null(c->buf = malloc(c->cap));
+        for (int k = 0; k < 2; k++) { /* keep-alive on the unix connection */
+            conn_sends(c, "GET /echo/u HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            assert_int_equal(read_response(c, &r, false), 0);
+            assert_int_equal(r.status, 200);
+            j = body_json(&r);
+            assert_string_equal(jstr(j, "peer"), "unix");
+            seen[cJSON_GetObjectItem(j, "worker")->valueint] = true;
+            cJSON_Delete(j);
+            resp_free(&r);
+        }
+        conn_close(c);
+    }
+    assert_true(seen[0] && seen[1]);
+    assert_int_equal(get(ias_server_port(srv), "/echo/t", &r), 0);
+    j = body_json(&r);
+    assert_string_equal(jstr(j, "peer"), "127.0.0.1");
+    cJSON_Delete(j);
+    resp_free(&r);
+    finish(srv);
+    assert_int_equal(lstat(path, &st), -1);
+
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    srv = ias_server_new(&o);
+    assert_non_null(srv);
+    assert_int_equal(ias_server_start(srv), IAS_ERR);
+    ias_server_free(srv);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1569,6 +1641,7 @@ int main(void)
         cmocka_unit_test_setup(test_timeouts, setup),
         cmocka_unit_test_setup(test_stop_before_start, setup),
         cmocka_unit_test_setup(test_sigterm, setup),
+        cmocka_unit_test_setup(test_unix_socket, setup),
     };
 
     ias_log_init("test_http_server", IAS_LOG_WARN);

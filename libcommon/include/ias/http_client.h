@@ -1,7 +1,8 @@
-/* Asynchronous HTTP/1.1 client on libevent bufferevents (http:// only).
+/* Asynchronous HTTP/1.1 client on libevent bufferevents (http:// and unix
+ * stream sockets; no TLS).
  *
  * One ias_http_client per event loop (worker thread); nothing here is
- * thread-safe. It keeps a keep-alive pool per (host, port), LIFO, with at most
+ * thread-safe. It keeps a keep-alive pool per (host, port) or unix socket, LIFO, with at most
  * max_idle_per_host idle connections, each closed after idle_expiry_ms unused.
  * There is no cap on concurrent connections per host: every call that finds no
  * idle connection opens one.
@@ -13,6 +14,14 @@
  * timeout covers the lookup. When a name has both A and AAAA records, the first
  * IPv4 address is used (set family to AF_INET6 to force IPv6); there is no
  * fallback to a second address and no cache beyond the pool itself.
+ *
+ * Unix sockets: a URL "unix:/run/ias/router.sock:/v1/x" (or "http+unix://"
+ * with the path percent-encoded as host, see ias_http_url_parse) connects to
+ * that socket with the same pool (one per socket path), keep-alive, retry and
+ * timeouts, and sends "Host: localhost". A co-located server (ingress and
+ * router in one pod) is reached without the loopback TCP stack. A socket whose
+ * listen backlog is full fails the connect at once (EAGAIN: CONNECT_FAILED)
+ * instead of waiting as TCP would.
  *
  * Lifetime rules:
  * - on_done is called exactly once per call unless the call is cancelled with
@@ -96,7 +105,7 @@ typedef struct ias_http_client_opts {
 
 typedef struct ias_http_request {
     const char *method; /* NULL: "GET" */
-    const char *url;    /* http://host[:port]/path?query */
+    const char *url;    /* http://host[:port]/path?query or unix:/socket:/path?query */
     /* Extra headers. Host is added unless given here; Content-Length is always
      * computed (with a body, or for POST/PUT/PATCH); Content-Length,
      * Transfer-Encoding, Connection, Upgrade, TE, Trailer, Keep-Alive and

@@ -96,13 +96,25 @@ const char *ias_http_parser_errmsg(const ias_http_parser *p); /* "" when none */
 /* http://host[:port][/path][?query][#fragment]; host is a name, IPv4 or [IPv6].
  * Rejects other schemes, userinfo, empty or out-of-range ports, spaces and
  * control bytes. path points into url (fragment excluded) and may be empty or
- * start with '?': send "/" before it then. */
+ * start with '?': send "/" before it then.
+ *
+ * Unix stream sockets (a co-located server, e.g. ingress -> router in one pod):
+ *   unix:/run/ias/router.sock                the socket, request path "/"
+ *   unix:/run/ias/router.sock:/v1/x?y        nginx's form: the socket path ends at
+ *                                            the first ':' (so it cannot hold one)
+ *   http+unix://%2Frun%2Fias%2Frouter.sock/v1/x   the socket percent-encoded as host
+ * give unix_path (non-empty, shorter than IAS_HTTP_UNIX_PATH_MAX), host
+ * "localhost" (the Host header) and port 80. A base URL "unix:/path" becomes a
+ * prefix for "<base>:<path>". */
+enum { IAS_HTTP_UNIX_PATH_MAX = 108 }; /* sizeof(sockaddr_un.sun_path) on Linux */
+
 typedef struct ias_http_url {
     char host[256]; /* without brackets */
     bool host_is_ipv6;
     uint16_t port; /* default 80 */
     const char *path;
     size_t path_len;
+    char unix_path[IAS_HTTP_UNIX_PATH_MAX]; /* "" for TCP */
 } ias_http_url;
 
 int ias_http_url_parse(const char *url, ias_http_url *out) IAS_MUSTCHECK;

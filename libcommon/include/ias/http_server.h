@@ -86,6 +86,9 @@ typedef struct ias_server_opts {
                             are blocked in the calling thread from start until wait returns
                             (call both from the same thread). SIGPIPE is ignored by
                             ias_server_start in any case. */
+
+    const char *unix_path; /* also listen on this unix socket (created mode 0660, an existing
+                              socket file replaced); NULL or "" none */
 } ias_server_opts;
 
 /* Copies opts (strings too; the route table and ctx are borrowed). NULL and an
