@@ -133,10 +133,12 @@ int main(int argc, char **argv)
     double t_all = now_s() - t0;
     ias_publisher_stats st;
     ias_publisher_stats_get(p, &st);
+    /* messages: what the broker's cost scales with (a pack is one message). */
     printf("evpub: %ld %s events handed over in %.2fs, confirmed %llu (spooled %llu) in %.2fs: "
-           "%.0f events/s%s\n",
+           "%.0f events/s, %llu messages%s\n",
            count, argv[1], t_pub, (unsigned long long)st.confirmed, (unsigned long long)st.spooled,
-           t_all, (double)count / t_all, idle == IAS_OK ? "" : " (NOT idle)");
+           t_all, (double)count / t_all, (unsigned long long)st.messages,
+           idle == IAS_OK ? "" : " (NOT idle)");
     ias_publisher_free(p);
     return idle == IAS_OK ? 0 : 1;
 }
