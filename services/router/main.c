@@ -24,10 +24,10 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_AMQP_URL", IAS_CFG_URL, NULL, 0, 0, "RabbitMQ for usage events and config hints"},
     {"IAS_SPOOL_DIR", IAS_CFG_STR, "./.run/spool/router", 0, 0,
      "usage event spool while RabbitMQ is away"},
-    {"IAS_EVENTS_PACK_MAX", IAS_CFG_INT, "64", 1, 1024,
+    {"IAS_EVENTS_PACK_MAX", IAS_CFG_INT, "256", 1, 1024,
      "most events (usage, guardrail audit) sent in one RabbitMQ message; 1: one message per "
      "event"},
-    {"IAS_EVENTS_PACK_WAIT", IAS_CFG_MS, "10ms", 0, 1000,
+    {"IAS_EVENTS_PACK_WAIT", IAS_CFG_MS, "50ms", 0, 1000,
      "longest an event waits for others to share its message (the broker's cost is per "
      "message)"},
     {"IAS_INTERNAL_TOKEN", IAS_CFG_SECRET, "", 0, 0,
