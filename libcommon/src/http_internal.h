@@ -6,14 +6,15 @@
 #include "ias/http_server.h"
 #include "ias/metrics.h"
 
+#include "http_reqparse.h"
+
+#include <event2/event_struct.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <time.h>
 
-struct event;
-struct evhttp;
-struct evhttp_bound_socket;
-struct evhttp_connection;
+typedef struct ias_conn ias_conn;
 
 /* Metric slots: the service routes first, then the built-ins and "unmatched". */
 enum {
@@ -28,7 +29,11 @@ enum {
     IAS_METRIC_CACHE = 256, /* per-worker (slot, method, status) -> counter entries */
     IAS_REQ_ID_MAX = 64,
     IAS_TRACEPARENT_LEN = 55,
-    IAS_REQ_FREELIST_MAX = 64, /* released requests a worker keeps for reuse */
+    IAS_REQ_FREELIST_MAX = 64,  /* released requests a worker keeps for reuse */
+    IAS_CONN_FREELIST_MAX = 64, /* closed connections a worker keeps for reuse */
+    IAS_REQ_INLINE_STRS = 384,  /* target and path copies without a malloc */
+    IAS_REQ_INLINE_HDRS = 512,  /* response headers set by the handler */
+    IAS_HS_MAX_FIELDS = 256,    /* request header fields (max_header_bytes bounds them too) */
 };
 
 typedef enum {
@@ -44,23 +49,24 @@ typedef void (*ias_req_cb)(ias_req *r, void *arg);
 struct ias_req {
     ias_worker *w;
     ias_server *srv;
-    struct evhttp_request *evreq;    /* NULL once done or closed */
-    struct evhttp_connection *evcon; /* idem */
-    struct evhttp_request *orphan;   /* left to us by libevent on close; freed by the reaper */
+    ias_conn *conn; /* NULL once done or closed */
     ias_req_state state;
     int refs;
     int slot;       /* metric slot */
     int method_idx; /* for the metric cache */
     const char *method;
-    char *raw_path; /* as received, for routing */
-    char *path;     /* decoded */
-    char *query;    /* raw, NULL if none */
+    char *target;    /* raw request target */
+    char *raw_path;  /* as received, for routing */
+    char *path;      /* decoded */
+    char *query;     /* raw, NULL if none */
+    char *strs_heap; /* the four above when they do not fit strs */
     bool bad_path;
     bool is_head;
+    bool http10; /* HTTP/1.0: no chunked replies */
     bool openai_errors;
-    bool conn_tuned; /* timeouts/watermarks changed for async waiting or streaming */
-    int status;      /* sent, 0 while nothing was sent */
-    uint64_t bytes;  /* body bytes queued */
+    bool user_ct;   /* the handler set a Content-Type of its own */
+    int status;     /* sent, 0 while nothing was sent */
+    uint64_t bytes; /* body bytes queued */
     uint64_t start_us;
     char id[IAS_REQ_ID_MAX + 1];
     char traceparent[IAS_TRACEPARENT_LEN + 1];
@@ -76,9 +82,57 @@ struct ias_req {
     ias_req_cb drain_cb;
     void *drain_arg;
     size_t low_water;
-    struct event *drain_ev;     /* fires on_drain from the loop when already drained */
-    struct evbuffer *chunk_buf; /* reused for chunks */
+    /* response headers from ias_reply_header, "Name: value\r\n" each */
+    char *xh;
+    size_t xh_len, xh_cap;
+    char *xh_heap;
+    char xh_inline[IAS_REQ_INLINE_HDRS];
+    char strs[IAS_REQ_INLINE_STRS];
     ias_req *next_reap;
+};
+
+typedef enum {
+    IAS_CONN_HEAD,    /* waiting for (the rest of) a request head */
+    IAS_CONN_BODY,    /* reading a request body */
+    IAS_CONN_HANDLER, /* a request is with its handler or being answered */
+    IAS_CONN_LINGER,  /* error answered; reading and dropping until the client closes */
+} ias_conn_state;
+
+/* One client connection, owned by its worker. Freed (or pooled) only from its
+ * own event callbacks or the worker's teardown, never inside a callback of a
+ * service: every ias_req_* / ias_reply_* call only changes state and kicks the
+ * connection (event_active), and the loop does the I/O. */
+struct ias_conn {
+    ias_worker *w;
+    int fd;
+    ias_conn_state st;
+    struct event rev; /* readable, persistent */
+    struct event wev; /* writable while output waits for the socket; also the kick */
+    struct event tev; /* read timeout, write stall, linger */
+    bool rev_on, wev_on;
+    bool unix_peer;
+    bool eof;        /* the client shut its side */
+    bool keep_alive; /* of the current request (and the server's will) */
+    bool cut;        /* ias_req_cut: output dropped, closed after the request */
+    bool shut;       /* write side shut (lingering close) */
+    bool in_step;
+    uint64_t t_mark; /* ms: head start, last body read, last write progress */
+    /* input: rbuf[0..rlen); a request starts at 0 */
+    char *rbuf;
+    size_t rlen, rcap;
+    size_t scan; /* head scan position */
+    ias_hs_head head;
+    ias_hs_field *fields;
+    size_t body_end; /* IAS_CONN_BODY: decoded body is rbuf[head_len..body_end) */
+    size_t raw_pos;  /* chunked: raw bytes consumed up to here */
+    size_t next_req; /* the request after this one starts here */
+    ias_hs_chunked chunk;
+    /* output: wbuf[wpos..wlen) waits for the socket */
+    char *wbuf;
+    size_t wpos, wlen, wcap;
+    ias_req *req; /* the request being handled, NULL between requests */
+    char peer[64];
+    ias_conn *prev, *next; /* the worker's connections */
 };
 
 typedef struct {
@@ -93,15 +147,26 @@ struct ias_worker {
     bool thread_started;
     bool inited; /* worker_init succeeded: worker_fini is owed */
     struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
-    struct event *drain_ev;    /* activated from any thread to begin the drain */
+    int listen_fd;              /* this worker's SO_REUSEPORT socket, -1 none */
+    struct event *listen_ev;    /* accepting on it */
+    struct event *unix_ev;      /* accepting on the server's shared unix socket */
+    struct event *accept_pause; /* out of descriptors: accepting resumes later */
+    bool listening;
+    int wake_fd;            /* eventfd: ias_server_stop (any thread) begins the drain */
+    struct event *drain_ev; /* reads wake_fd */
+    bool drain_started;
     struct event *drain_timer; /* polls in-flight count and deadline while draining */
     struct event *reap_ev;     /* frees released requests outside callbacks */
     ias_req *reap;
     ias_req *free_reqs; /* released requests kept for reuse (linked by next_reap) */
     int nfree_reqs;
+    ias_conn *conns;      /* open connections */
+    ias_conn *free_conns; /* closed ones kept for reuse (linked by next) */
+    int nfree_conns;
     int inflight;
+    time_t date_sec; /* Date header cache */
+    char date[40];
+    size_t date_len;
     void *data;
     ias_metric_entry cache[IAS_METRIC_CACHE];
     size_t cache_used;
@@ -112,6 +177,9 @@ struct ias_server {
     char *service;
     char *bind_addr;
     char *openai_prefix;
+    char *unix_path;      /* NULL: none */
+    int unix_fd;          /* shared by the workers, -1 none */
+    atomic_int unix_refs; /* workers still accepting on it; the last one closes it */
     int nworkers;
     ias_worker *workers;
     atomic_int port;
@@ -137,13 +205,13 @@ struct ias_server {
 };
 
 /* http_request.c */
-ias_req *ias_hs_req_new(ias_worker *w, struct evhttp_request *evreq);
+/* A request from the parsed head in c (error != 0: an answer the server owes
+ * itself for a request it could not take; method/target may be unknown). */
+ias_req *ias_hs_req_new(ias_worker *w, ias_conn *c);
 void ias_hs_req_free(ias_req *r);
-/* After the handler returned: watch for a client close while it waits. */
-void ias_hs_after_handler(ias_req *r);
-/* Sets the connection up for a long reply or wait: no read timeout, write
- * timeout = read_timeout_ms, bounded input buffer. Undone on completion. */
-void ias_hs_conn_tune(ias_req *r);
+/* The request ends (reply written, or closed first): metrics, log, on_close
+ * (closed only), and the server's reference dropped. */
+void ias_hs_req_end(ias_req *r, bool closed);
 /* The reaper: frees every released request of the worker. */
 void ias_hs_reap(ias_worker *w);
 /* Frees the worker's pool of released requests (teardown). */
@@ -153,5 +221,26 @@ int ias_hs_parse_traceparent(const char *in, char trace_id[33], char flags[3]);
 
 /* http_server.c */
 void ias_hs_observe(ias_req *r, bool closed); /* metrics and access log, once per request */
+/* Routes a complete request to the built-ins or the table (the handler runs). */
+void ias_hs_dispatch(ias_req *r);
+
+/* http_conn.c */
+/* Accept callback for listening sockets (arg: the worker). */
+void ias_hs_accept_cb(evutil_socket_t fd, short what, void *arg);
+/* Asks the loop to run the connection's state machine (output queued, drain). */
+void ias_hs_conn_kick(ias_conn *c);
+/* Room for n more output bytes; returns where to write them (commit with wlen). */
+char *ias_hs_conn_reserve(ias_conn *c, size_t n);
+/* Closes every connection of the worker (end of drain / teardown): requests
+ * still open are cut (on_close). */
+void ias_hs_conns_close_all(ias_worker *w);
+/* Frees the worker's pool of closed connections. */
+void ias_hs_conn_pool_free(ias_worker *w);
+/* ias_req_cut */
+int ias_hs_conn_cut(ias_conn *c);
+
+/* http_reply.c */
+/* The Date header value of now ("Sun, 06 Nov 1994 08:49:37 GMT"), cached per second. */
+const char *ias_hs_date(ias_worker *w, size_t *len);
 
 #endif

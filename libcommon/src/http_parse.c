@@ -66,11 +66,29 @@ struct ias_http_parser {
     char errmsg[128];
 };
 
+/* RFC 9110 tchar, as a table: header names are scanned byte by byte on every
+ * request and response. */
+#define TC(c) [(unsigned char)(c)] = 1
+static const unsigned char tchar_table[256] = {
+    TC('!'), TC('#'), TC('$'), TC('%'), TC('&'), TC('\''), TC('*'), TC('+'), TC('-'), TC('.'),
+    TC('^'), TC('_'), TC('`'), TC('|'), TC('~'), TC('0'),  TC('1'), TC('2'), TC('3'), TC('4'),
+    TC('5'), TC('6'), TC('7'), TC('8'), TC('9'), TC('a'),  TC('b'), TC('c'), TC('d'), TC('e'),
+    TC('f'), TC('g'), TC('h'), TC('i'), TC('j'), TC('k'),  TC('l'), TC('m'), TC('n'), TC('o'),
+    TC('p'), TC('q'), TC('r'), TC('s'), TC('t'), TC('u'),  TC('v'), TC('w'), TC('x'), TC('y'),
+    TC('z'), TC('A'), TC('B'), TC('C'), TC('D'), TC('E'),  TC('F'), TC('G'), TC('H'), TC('I'),
+    TC('J'), TC('K'), TC('L'), TC('M'), TC('N'), TC('O'),  TC('P'), TC('Q'), TC('R'), TC('S'),
+    TC('T'), TC('U'), TC('V'), TC('W'), TC('X'), TC('Y'),  TC('Z'),
+};
+#undef TC
+
 static bool is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return tchar_table[c] != 0;
+}
+
+bool ias_http_is_tchar(unsigned char c)
+{
+    return tchar_table[c] != 0;
 }
 
 static bool is_ows(char c)
@@ -214,6 +232,34 @@ static ias_http_ev parse_status_line(ias_http_parser *p, char *line, size_t len)
     return IAS_HTTP_EV_NEED_MORE;
 }
 
+const char *ias_http_field_line(char *s, size_t len, char **value)
+{
+    char *le = s + len;
+
+    if (len > 0 && is_ows(*s))
+        return "obsolete header line folding";
+    char *colon = s;
+    while (colon < le && is_tchar((unsigned char)*colon))
+        colon++;
+    if (colon == s || colon == le || *colon != ':')
+        return "malformed header name";
+    char *v = colon + 1;
+    while (v < le && is_ows(*v))
+        v++;
+    char *ve = le;
+    while (ve > v && is_ows(ve[-1]))
+        ve--;
+    for (char *q = v; q < ve; q++) {
+        unsigned char c = (unsigned char)*q;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return "control byte in header value";
+    }
+    *colon = '\0';
+    *ve = '\0';
+    *value = v;
+    return NULL;
+}
+
 /* Parses "name: value" lines in s[0..len) (each ending in LF; the final blank
  * line included) in place into arr. */
 static ias_http_ev parse_fields(ias_http_parser *p, char *s, size_t len, ias_http_header **arr,
@@ -230,24 +276,10 @@ static ias_http_ev parse_fields(ias_http_parser *p, char *s, size_t len, ias_htt
             le--;
         if (le == s)
             break; /* the blank line */
-        if (is_ows(*s))
-            return fail(p, IAS_HTTP_PERR_PROTOCOL, "obsolete header line folding");
-        char *colon = s;
-        while (colon < le && is_tchar((unsigned char)*colon))
-            colon++;
-        if (colon == s || colon == le || *colon != ':')
-            return fail(p, IAS_HTTP_PERR_PROTOCOL, "malformed header name");
-        char *v = colon + 1;
-        while (v < le && is_ows(*v))
-            v++;
-        char *ve = le;
-        while (ve > v && is_ows(ve[-1]))
-            ve--;
-        for (char *q = v; q < ve; q++) {
-            unsigned char c = (unsigned char)*q;
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return fail(p, IAS_HTTP_PERR_PROTOCOL, "control byte in header value");
-        }
+        char *v = NULL;
+        const char *err = ias_http_field_line(s, (size_t)(le - s), &v);
+        if (err)
+            return fail(p, IAS_HTTP_PERR_PROTOCOL, "%s", err);
         if (*n >= p->lim.max_headers)
             return fail(p, IAS_HTTP_PERR_TOO_LARGE, "more than %zu header lines",
                         p->lim.max_headers);
@@ -255,8 +287,6 @@ static ias_http_ev parse_fields(ias_http_parser *p, char *s, size_t len, ias_htt
             *cap = *cap ? *cap * 2 : 16;
             *arr = ias_xrealloc(*arr, *cap * sizeof(**arr));
         }
-        *colon = '\0';
-        *ve = '\0';
         (*arr)[*n].name = s;
         (*arr)[*n].value = v;
         (*n)++;

@@ -1,21 +1,19 @@
 /* Replies: whole bodies, JSON, the two error shapes, and chunked streaming
- * with explicit backpressure (libevent #862: evhttp has no flow control of
- * its own; we watch the connection's output buffer and resume producers from
- * evhttp_send_reply_chunk_with_cb). */
+ * with explicit backpressure (the connection's output buffer is the pending
+ * count; the connection fires on_drain from the loop). The response head is
+ * built in the connection's output buffer with memcpy only. */
 #include "http_internal.h"
 
 #include <cjson/cJSON.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-#include <event2/http.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 enum {
-    DRAIN_POLL_US = 5000, /* only before the first chunk, see on_drain */
+    HEAD_FIXED = 256, /* status line, framing and Connection headers, Date, final CRLF */
 };
 
 const char *ias_http_reason(int status)
@@ -79,6 +77,8 @@ const char *ias_http_reason(int status)
         return "Unsupported Media Type";
     case 416:
         return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
     case 422:
         return "Unprocessable Content";
     case 425:
@@ -101,6 +101,8 @@ const char *ias_http_reason(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     case 507:
         return "Insufficient Storage";
     default:
@@ -110,7 +112,7 @@ const char *ias_http_reason(int status)
 
 static bool can_reply(ias_req *r, const char *what)
 {
-    if (r->state == IAS_REQ_OPEN && r->evreq)
+    if (r->state == IAS_REQ_OPEN && r->conn)
         return true;
     if (r->state != IAS_REQ_CLOSED)
         ias_warn(&r->log, "%s: the request was already answered", what);
@@ -126,39 +128,195 @@ static int sane_status(ias_req *r, int status)
     return status;
 }
 
-static void set_content_type(ias_req *r, const char *content_type)
+const char *ias_hs_date(ias_worker *w, size_t *len)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(r->evreq);
+    time_t now = time(NULL);
 
-    if (!content_type)
-        return;
-    evhttp_remove_header(out, "Content-Type");
-    if (evhttp_add_header(out, "Content-Type", content_type) != 0)
-        ias_warn(&r->log, "invalid Content-Type dropped");
+    if (now != w->date_sec || w->date_len == 0) {
+        struct tm tm;
+
+        w->date_len = 0;
+        if (gmtime_r(&now, &tm))
+            w->date_len = strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        w->date_sec = now;
+    }
+    *len = w->date_len;
+    return w->date;
 }
 
-/* Headers every reply gets at the last moment. */
-static void before_send(ias_req *r)
+static char *put(char *p, const char *s, size_t n)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(r->evreq);
+    memcpy(p, s, n);
+    return p + n;
+}
 
-    if (atomic_load(&r->srv->draining)) {
-        /* keep-alive clients move to another instance while we drain */
-        evhttp_remove_header(out, "Connection");
-        (void)evhttp_add_header(out, "Connection", "close");
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_dec(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_hex(char *p, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* How the body is delimited. */
+typedef enum {
+    FRAME_LENGTH,  /* Content-Length */
+    FRAME_NONE,    /* 1xx, 204, 304: no body, no length */
+    FRAME_CHUNKED, /* streaming to HTTP/1.1 */
+    FRAME_CLOSE,   /* streaming to HTTP/1.0: the body ends with the connection */
+} framing;
+
+static bool is_name(const char *line, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+
+    return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0;
+}
+
+/* The handler's headers, without a Content-Type of its own when the reply names one. */
+static char *put_user_headers(char *p, const ias_req *r, bool drop_ct)
+{
+    const char *s = r->xh, *end = r->xh + r->xh_len;
+
+    if (!drop_ct)
+        return put(p, s, r->xh_len);
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        size_t n = (size_t)(nl - s) + 1;
+
+        if (!is_name(s, n, "Content-Type"))
+            p = put(p, s, n);
+        s += n;
     }
+    return p;
+}
+
+/* Queues the response head in the connection's output buffer. */
+static void put_head(ias_req *r, int status, const char *ct, framing fr, size_t len)
+{
+    ias_conn *c = r->conn;
+    const char *reason = ias_http_reason(status);
+    size_t rlen = strlen(reason), ctlen = ct ? strlen(ct) : 0, dlen;
+    const char *date = ias_hs_date(r->w, &dlen);
+    char *p, *start;
+
+    /* keep-alive clients move to another instance while we drain */
+    if (atomic_load(&r->srv->draining) || fr == FRAME_CLOSE)
+        c->keep_alive = false;
+    start = p =
+        ias_hs_conn_reserve(c, HEAD_FIXED + rlen + strlen(r->id) + r->xh_len + ctlen + dlen);
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    *p++ = (char)('0' + status / 100);
+    *p++ = (char)('0' + status / 10 % 10);
+    *p++ = (char)('0' + status % 10);
+    *p++ = ' ';
+    p = put(p, reason, rlen);
+    p = PUT_LIT(p, "\r\nX-Request-Id: ");
+    p = put(p, r->id, strlen(r->id));
+    p = PUT_LIT(p, "\r\n");
+    p = put_user_headers(p, r, ct && r->user_ct);
+    if (ct) {
+        p = PUT_LIT(p, "Content-Type: ");
+        p = put(p, ct, ctlen);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (dlen) {
+        p = PUT_LIT(p, "Date: ");
+        p = put(p, date, dlen);
+        p = PUT_LIT(p, "\r\n");
+    }
+    switch (fr) {
+    case FRAME_LENGTH:
+        p = PUT_LIT(p, "Content-Length: ");
+        p = put_dec(p, len);
+        p = PUT_LIT(p, "\r\n");
+        break;
+    case FRAME_CHUNKED:
+        p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+        break;
+    default:
+        break;
+    }
+    if (!c->keep_alive)
+        p = PUT_LIT(p, "Connection: close\r\n");
+    else if (r->http10)
+        p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    p = PUT_LIT(p, "\r\n");
+    c->wlen += (size_t)(p - start);
+}
+
+static void queue(ias_conn *c, const void *data, size_t len)
+{
+    if (len == 0)
+        return;
+    memcpy(ias_hs_conn_reserve(c, len), data, len);
+    c->wlen += len;
 }
 
 int ias_reply_header(ias_req *r, const char *name, const char *value)
 {
-    if (r->state != IAS_REQ_OPEN || !r->evreq)
+    size_t nlen, vlen;
+
+    if (r->state != IAS_REQ_OPEN || !r->conn)
         return IAS_ERR;
     if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) {
         ias_warn(&r->log, "response header with CR/LF dropped");
         return IAS_ERR;
     }
-    if (evhttp_add_header(evhttp_request_get_output_headers(r->evreq), name, value) != 0)
+    nlen = strlen(name);
+    vlen = strlen(value);
+    if (nlen == 0)
         return IAS_ERR;
+    /* the framing is the server's */
+    if (strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0 ||
+        strcasecmp(name, "Connection") == 0) {
+        ias_warn(&r->log, "response header %s is set by the server: dropped", name);
+        return IAS_ERR;
+    }
+    if (r->xh_len + nlen + vlen + 4 > r->xh_cap) {
+        size_t cap = r->xh_cap * 2;
+
+        while (r->xh_len + nlen + vlen + 4 > cap)
+            cap *= 2;
+        r->xh_heap = ias_xrealloc(r->xh_heap, cap);
+        if (r->xh != r->xh_heap)
+            memcpy(r->xh_heap, r->xh, r->xh_len);
+        r->xh = r->xh_heap;
+        r->xh_cap = cap;
+    }
+    memcpy(r->xh + r->xh_len, name, nlen);
+    r->xh_len += nlen;
+    memcpy(r->xh + r->xh_len, ": ", 2);
+    r->xh_len += 2;
+    memcpy(r->xh + r->xh_len, value, vlen);
+    r->xh_len += vlen;
+    memcpy(r->xh + r->xh_len, "\r\n", 2);
+    r->xh_len += 2;
+    if (strcasecmp(name, "Content-Type") == 0)
+        r->user_ct = true;
     return IAS_OK;
 }
 
@@ -172,33 +330,26 @@ int ias_reply_retry_after(ias_req *r, unsigned seconds)
 
 int ias_reply(ias_req *r, int status, const char *content_type, const void *body, size_t len)
 {
-    struct evkeyvalq *out;
     bool no_body;
 
     if (!can_reply(r, "ias_reply"))
         return IAS_ERR;
     status = sane_status(r, status);
-    out = evhttp_request_get_output_headers(r->evreq);
     no_body = status < 200 || status == 204 || status == 304;
-    if (!no_body)
-        set_content_type(r, content_type);
-    before_send(r);
-    if (r->is_head && !no_body) {
-        /* evhttp would put the body on the wire even for HEAD: send only its length */
-        char cl[32];
-
-        snprintf(cl, sizeof(cl), "%zu", len);
-        evhttp_remove_header(out, "Content-Length");
-        (void)evhttp_add_header(out, "Content-Length", cl);
-    } else if (!no_body && len > 0) {
-        if (evbuffer_add(evhttp_request_get_output_buffer(r->evreq), body, len) != 0)
-            ias_die("fatal: out of memory queueing a %zu-byte reply", len);
+    if (content_type && strpbrk(content_type, "\r\n")) {
+        ias_warn(&r->log, "invalid Content-Type dropped");
+        content_type = NULL;
+    }
+    put_head(r, status, no_body ? NULL : content_type, no_body ? FRAME_NONE : FRAME_LENGTH, len);
+    /* HEAD: the length of the body a GET would get, and no body */
+    if (!no_body && !r->is_head) {
+        queue(r->conn, body, len);
         r->bytes = len;
     }
     r->status = status;
     r->state = IAS_REQ_REPLIED;
     r->close_cb = NULL; /* the handler is done with the request */
-    evhttp_send_reply(r->evreq, status, NULL, NULL);
+    ias_hs_conn_kick(r->conn);
     return IAS_OK;
 }
 
@@ -344,60 +495,11 @@ int ias_reply_error(ias_req *r, int status, const char *code, const char *fmt, .
 
 /* ---- streaming ---- */
 
-static struct bufferevent *req_bev(ias_req *r)
-{
-    return r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
-}
-
 size_t ias_reply_stream_pending(ias_req *r)
 {
-    struct bufferevent *bev = req_bev(r);
+    ias_conn *c = r->conn;
 
-    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
-}
-
-static void drain_fire(ias_req *r)
-{
-    ias_req_cb cb = r->drain_cb;
-    struct bufferevent *bev = req_bev(r);
-
-    r->drain_cb = NULL;
-    /* evhttp's "reply written" logic needs the default low-water mark of 0 */
-    if (bev)
-        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    cb(r, r->drain_arg);
-}
-
-/* Decides how the pending drain callback will be reached. */
-static void drain_check(ias_req *r)
-{
-    struct bufferevent *bev = req_bev(r);
-
-    if (!r->drain_cb || r->state != IAS_REQ_STREAMING || !bev)
-        return;
-    if (ias_reply_stream_pending(r) <= r->low_water) {
-        drain_fire(r);
-    } else if (r->bytes == 0) {
-        /* no chunk yet: evhttp's write callback is not ours, poll briefly */
-        struct timeval tv = {0, DRAIN_POLL_US};
-
-        event_add(r->drain_ev, &tv);
-    } else {
-        /* the last chunk's completion callback runs once pending <= low_water */
-        bufferevent_setwatermark(bev, EV_WRITE, r->low_water, 0);
-    }
-}
-
-static void drain_ev_cb(evutil_socket_t fd, short what, void *arg)
-{
-    drain_check(arg);
-}
-
-/* evhttp_send_reply_chunk_with_cb completion: the socket took our bytes down
- * to the write low-water mark. */
-static void stream_write_cb(struct evhttp_connection *evcon, void *arg)
-{
-    drain_check(arg);
+    return c ? c->wlen - c->wpos : 0;
 }
 
 int ias_reply_stream_start(ias_req *r, int status, const char *content_type)
@@ -405,69 +507,68 @@ int ias_reply_stream_start(ias_req *r, int status, const char *content_type)
     if (!can_reply(r, "ias_reply_stream_start"))
         return IAS_ERR;
     status = sane_status(r, status);
-    set_content_type(r, content_type);
-    before_send(r);
-    ias_hs_conn_tune(r);
+    if (content_type && strpbrk(content_type, "\r\n")) {
+        ias_warn(&r->log, "invalid Content-Type dropped");
+        content_type = NULL;
+    }
+    /* HTTP/1.0 has no chunked coding: the body ends when the connection does */
+    put_head(r, status, content_type, r->http10 ? FRAME_CLOSE : FRAME_CHUNKED, 0);
     r->status = status;
     r->state = IAS_REQ_STREAMING;
-    evhttp_send_reply_start(r->evreq, status, NULL);
+    ias_hs_conn_kick(r->conn);
     return IAS_OK;
 }
 
 int ias_reply_stream_chunk(ias_req *r, const void *data, size_t len)
 {
-    if (r->state != IAS_REQ_STREAMING || !r->evreq)
+    ias_conn *c = r->conn;
+    char *p, *start;
+
+    if (r->state != IAS_REQ_STREAMING || !c)
         return IAS_ERR;
-    if (len == 0)
+    if (len == 0 || r->is_head)
         return IAS_OK; /* an empty chunk would end the chunked body */
-    if (!r->chunk_buf && !(r->chunk_buf = evbuffer_new()))
-        ias_die("fatal: evbuffer_new");
-    if (evbuffer_add(r->chunk_buf, data, len) != 0)
-        ias_die("fatal: out of memory queueing a %zu-byte chunk", len);
-    evhttp_send_reply_chunk_with_cb(r->evreq, r->chunk_buf, stream_write_cb, r);
-    /* HEAD: evhttp ignores the chunk; keep our buffer empty all the same */
-    evbuffer_drain(r->chunk_buf, evbuffer_get_length(r->chunk_buf));
-    if (!r->is_head)
-        r->bytes += len;
+    if (r->http10) {
+        queue(c, data, len);
+    } else {
+        start = p = ias_hs_conn_reserve(c, len + 32);
+        p = put_hex(p, len);
+        p = PUT_LIT(p, "\r\n");
+        p = put(p, data, len);
+        p = PUT_LIT(p, "\r\n");
+        c->wlen += (size_t)(p - start);
+    }
+    r->bytes += len;
+    ias_hs_conn_kick(c);
     return IAS_OK;
 }
 
 void ias_reply_stream_on_drain(ias_req *r, size_t low_water, void (*cb)(ias_req *r, void *arg),
                                void *arg)
 {
-    if (r->state != IAS_REQ_STREAMING || !r->evreq) {
+    if (r->state != IAS_REQ_STREAMING || !r->conn) {
         ias_warn(&r->log, "ias_reply_stream_on_drain: not streaming");
         return;
     }
     r->drain_cb = cb;
     r->drain_arg = arg;
     r->low_water = low_water;
-    if (!cb)
-        return;
-    if (!r->drain_ev && !(r->drain_ev = event_new(r->w->base, -1, 0, drain_ev_cb, r)))
-        ias_die("fatal: event_new for a drain callback");
-    if (ias_reply_stream_pending(r) <= low_water) {
-        /* already drained: fire from the loop, not inside this call */
-        event_active(r->drain_ev, EV_TIMEOUT, 0);
-        return;
-    }
-    drain_check(r);
+    /* already drained: the connection fires it from the loop, not inside this call */
+    if (cb && ias_reply_stream_pending(r) <= low_water)
+        ias_hs_conn_kick(r->conn);
 }
 
 int ias_reply_stream_end(ias_req *r)
 {
-    struct bufferevent *bev = req_bev(r);
+    ias_conn *c = r->conn;
 
-    if (r->state != IAS_REQ_STREAMING || !r->evreq)
+    if (r->state != IAS_REQ_STREAMING || !c)
         return IAS_ERR;
     r->drain_cb = NULL;
-    if (r->drain_ev)
-        event_del(r->drain_ev);
-    /* evhttp_send_done must only run once everything is written */
-    if (bev)
-        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    if (!r->is_head && !r->http10)
+        queue(c, "0\r\n\r\n", 5);
     r->state = IAS_REQ_REPLIED;
     r->close_cb = NULL;
-    evhttp_send_reply_end(r->evreq);
+    ias_hs_conn_kick(c);
     return IAS_OK;
 }

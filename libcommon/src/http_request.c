@@ -6,45 +6,15 @@
 #include "ias/query.h"
 
 #include <cjson/cJSON.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *method_name(enum evhttp_cmd_type t, int *idx)
-{
-    switch (t) {
-    case EVHTTP_REQ_GET:
-        *idx = 0;
-        return "GET";
-    case EVHTTP_REQ_HEAD:
-        *idx = 1;
-        return "HEAD";
-    case EVHTTP_REQ_POST:
-        *idx = 2;
-        return "POST";
-    case EVHTTP_REQ_PUT:
-        *idx = 3;
-        return "PUT";
-    case EVHTTP_REQ_PATCH:
-        *idx = 4;
-        return "PATCH";
-    case EVHTTP_REQ_DELETE:
-        *idx = 5;
-        return "DELETE";
-    case EVHTTP_REQ_OPTIONS:
-        *idx = 6;
-        return "OPTIONS";
-    default:
-        *idx = 7;
-        return "OTHER"; /* evhttp_set_allowed_methods keeps these out */
-    }
-}
+static const char *const method_names[IAS_HS_METHOD_OTHER + 1] = {
+    "GET",   "HEAD",   "POST",    "PUT",
+    "PATCH", "DELETE", "OPTIONS", "OTHER", /* never routed: answered 501 (or 400) by the server */
+};
 
 bool ias_hs_valid_request_id(const char *s)
 {
@@ -117,50 +87,19 @@ static void make_traceparent(ias_req *r, const char *incoming)
         memcpy(flags, "01", 3);
     }
     random_hex(span, 8);
-    snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-%s", trace_id, span, flags);
+    /* "00-<trace id>-<span id>-<flags>", assembled without printf */
+    memcpy(r->traceparent, "00-", 3);
+    memcpy(r->traceparent + 3, trace_id, 32);
+    r->traceparent[35] = '-';
+    memcpy(r->traceparent + 36, span, 16);
+    r->traceparent[52] = '-';
+    memcpy(r->traceparent + 53, flags, 2);
+    r->traceparent[IAS_TRACEPARENT_LEN] = '\0';
 }
 
 /* ---- lifetime ---- */
 
-static void conn_untune(ias_req *r)
-{
-    struct bufferevent *bev;
-    struct timeval tv;
-
-    if (!r->conn_tuned || !r->evcon)
-        return;
-    bev = evhttp_connection_get_bufferevent(r->evcon);
-    tv.tv_sec = r->srv->opts.read_timeout_ms / 1000;
-    tv.tv_usec = (r->srv->opts.read_timeout_ms % 1000) * 1000;
-    /* back to evhttp's own settings for the next request on this connection */
-    bufferevent_set_timeouts(bev, &tv, &tv);
-    bufferevent_setwatermark(bev, EV_READ, 0, 0);
-    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-    r->conn_tuned = false;
-}
-
-void ias_hs_conn_tune(ias_req *r)
-{
-    struct bufferevent *bev;
-    struct timeval tv;
-    const ias_server_opts *o = &r->srv->opts;
-
-    if (r->conn_tuned || !r->evcon)
-        return;
-    bev = evhttp_connection_get_bufferevent(r->evcon);
-    tv.tv_sec = o->read_timeout_ms / 1000;
-    tv.tv_usec = (o->read_timeout_ms % 1000) * 1000;
-    /* evhttp keeps EV_READ on while a reply is written (to see closes) with its
-     * read timeout armed, which would cut a long stream or a long wait from a
-     * client that has nothing more to say. A stalled reader is still cut by the
-     * write timeout. The input buffer is capped so a client cannot pile up
-     * pipelined bytes meanwhile (cap >= one full request, or evhttp stalls). */
-    bufferevent_set_timeouts(bev, NULL, &tv);
-    bufferevent_setwatermark(bev, EV_READ, 0, o->max_header_bytes + o->max_body_bytes + 65536);
-    r->conn_tuned = true;
-}
-
-static void req_end(ias_req *r, bool closed)
+void ias_hs_req_end(ias_req *r, bool closed)
 {
     ias_worker *w = r->w;
     ias_server *srv = r->srv;
@@ -169,8 +108,6 @@ static void req_end(ias_req *r, bool closed)
     atomic_fetch_sub(&srv->inflight, 1);
     ias_gauge_add(srv->g_inflight, -1);
     r->drain_cb = NULL;
-    if (r->drain_ev)
-        event_del(r->drain_ev);
     ias_hs_observe(r, closed);
     if (closed && r->close_cb) {
         ias_req_cb cb = r->close_cb;
@@ -179,43 +116,6 @@ static void req_end(ias_req *r, bool closed)
         cb(r, r->close_arg);
     }
     ias_req_release(r); /* the server's reference */
-}
-
-/* evhttp: the reply has been written. The connection lives on (keep-alive) or
- * is freed right after this returns. */
-static void on_complete(struct evhttp_request *evreq, void *arg)
-{
-    ias_req *r = arg;
-
-    if (r->evreq != evreq)
-        return;
-    conn_untune(r);
-    evhttp_connection_set_closecb(r->evcon, NULL, NULL);
-    r->evreq = NULL;
-    r->evcon = NULL;
-    r->state = IAS_REQ_DONE;
-    req_end(r, false);
-}
-
-/* evhttp: the connection is being freed while our request is current (client
- * gone, write error, timeout, or evhttp_free at the end of a drain). */
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
-{
-    ias_req *r = arg;
-
-    evhttp_connection_set_closecb(evcon, NULL, NULL);
-    if (!r->evreq)
-        return;
-    /* On EOF/timeout before the reply was finished, libevent detaches the
-     * request from the connection and leaves it to the user; otherwise it
-     * frees it itself right after this callback. */
-    if (evhttp_request_get_connection(r->evreq) == NULL)
-        r->orphan = r->evreq;
-    r->evreq = NULL;
-    r->evcon = NULL;
-    r->conn_tuned = false; /* the bufferevent goes with the connection */
-    r->state = IAS_REQ_CLOSED;
-    req_end(r, true);
 }
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -260,19 +160,12 @@ void ias_req_release(ias_req *r)
 
 void ias_hs_req_free(ias_req *r)
 {
-    if (r->orphan)
-        evhttp_request_free(r->orphan);
-    if (r->drain_ev)
-        event_free(r->drain_ev);
-    if (r->chunk_buf)
-        evbuffer_free(r->chunk_buf);
     cJSON_Delete(r->json);
     free(r->body);
-    free(r->path);
-    free(r->raw_path);
-    free(r->query);
-    /* kept for the next request of this worker: ias_req is ~2.5 KiB (the route
-     * parameter buffers), a size glibc serves from its slow large-bin path */
+    free(r->strs_heap);
+    free(r->xh_heap);
+    /* kept for the next request of this worker: ias_req is ~3.5 KiB (the route
+     * parameter and inline buffers), a size glibc serves from its slow large-bin path */
     if (r->w && r->w->nfree_reqs < IAS_REQ_FREELIST_MAX) {
         ias_worker *w = r->w;
         r->next_reap = w->free_reqs;
@@ -294,7 +187,9 @@ static ias_req *req_alloc(ias_worker *w)
     IAS_UNPOISON(r, sizeof(*r));
     w->free_reqs = r->next_reap;
     w->nfree_reqs--;
-    memset(r, 0, sizeof(*r));
+    /* the inline buffers need no clearing */
+    memset(r, 0, offsetof(ias_req, xh_inline));
+    r->next_reap = NULL;
     return r;
 }
 
@@ -314,46 +209,71 @@ bool ias_req_closed(const ias_req *r)
     return r->state == IAS_REQ_CLOSED;
 }
 
-ias_req *ias_hs_req_new(ias_worker *w, struct evhttp_request *evreq)
+/* Copies the target into the request: target, then raw path and query (the
+ * target again, split at '?'), then the decoded path. */
+static void set_target(ias_req *r, const char *target, size_t n)
+{
+    size_t need = 3 * (n + 1);
+    char *s = need <= sizeof(r->strs) ? r->strs : (r->strs_heap = ias_xmalloc(need));
+    char *q;
+    size_t plen;
+
+    r->target = s;
+    memcpy(s, target, n);
+    s[n] = '\0';
+    r->raw_path = s + n + 1;
+    memcpy(r->raw_path, target, n + 1);
+    q = memchr(r->raw_path, '?', n);
+    if (q) {
+        *q = '\0';
+        r->query = q + 1;
+    }
+    plen = strlen(r->raw_path);
+    r->path = r->raw_path + n + 1;
+    if (ias_url_decode(r->raw_path, plen, false, r->path, plen + 1) < 0) {
+        r->bad_path = true;
+        memcpy(r->path, r->raw_path, plen + 1);
+    }
+}
+
+ias_req *ias_hs_req_new(ias_worker *w, ias_conn *c)
 {
     ias_server *srv = w->srv;
     ias_req *r = req_alloc(w);
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(evreq);
-    const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
-    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-    struct evkeyvalq *in = evhttp_request_get_input_headers(evreq);
-    const char *hid = evhttp_find_header(in, "X-Request-Id");
-    size_t n;
+    ias_hs_head *h = &c->head;
+    const char *hid = NULL, *tp = NULL;
 
     r->w = w;
     r->srv = srv;
-    r->evreq = evreq;
-    r->evcon = evhttp_request_get_connection(evreq);
+    r->conn = c;
     r->refs = 1;
     r->state = IAS_REQ_OPEN;
     r->start_us = ias_now_us();
     r->slot = (int)srv->opts.nroutes + IAS_SLOT_UNMATCHED;
-    r->method = method_name(evhttp_request_get_command(evreq), &r->method_idx);
+    if (h->error && !h->has_target)
+        (void)ias_hs_request_line(c->rbuf, c->rlen, h);
+    r->method_idx = h->has_method ? h->method_idx : IAS_HS_METHOD_OTHER;
+    r->method = method_names[r->method_idx];
     r->is_head = r->method_idx == 1;
+    r->http10 = h->minor == 0 && !h->error;
     r->match.route = -1;
+    memcpy(r->peer, c->peer, sizeof(r->peer));
+    r->xh = r->xh_inline;
+    r->xh_cap = sizeof(r->xh_inline);
+    if (h->has_target)
+        set_target(r, c->rbuf + h->target, h->target_len);
+    else
+        set_target(r, "/", 1);
 
-    if (!raw || !*raw)
-        raw = "/";
-    r->raw_path = ias_xstrdup(raw);
-    n = strlen(raw);
-    r->path = ias_xmalloc(n + 1);
-    if (ias_url_decode(raw, n, false, r->path, n + 1) < 0) {
-        r->bad_path = true;
-        memcpy(r->path, raw, n + 1);
+    if (!h->error) {
+        hid = ias_hs_field_get(c->rbuf, c->fields, h->nfields, "X-Request-Id");
+        tp = ias_hs_field_get(c->rbuf, c->fields, h->nfields, "traceparent");
     }
-    if (query)
-        r->query = ias_xstrdup(query);
-
     if (hid && ias_hs_valid_request_id(hid))
         (void)ias_strlcpy(r->id, hid, sizeof(r->id));
     else
         ias_uuid_v4_fast(r->id);
-    make_traceparent(r, evhttp_find_header(in, "traceparent"));
+    make_traceparent(r, tp);
     r->log.request_id = r->id;
     r->log.traceparent = r->traceparent;
 
@@ -361,47 +281,10 @@ ias_req *ias_hs_req_new(ias_worker *w, struct evhttp_request *evreq)
     if (srv->openai_prefix && strncmp(r->path, srv->openai_prefix, strlen(srv->openai_prefix)) == 0)
         r->openai_errors = true;
 
-    if (evhttp_add_header(evhttp_request_get_output_headers(evreq), "X-Request-Id", r->id) != 0)
-        ias_warn(&r->log, "cannot add X-Request-Id");
-    if (r->evcon) {
-        char *addr = NULL;
-        ev_uint16_t port = 0;
-
-        evhttp_connection_get_peer(r->evcon, &addr, &port);
-        if (addr)
-            (void)ias_strlcpy(r->peer, addr, sizeof(r->peer));
-        /* a keep-alive connection carries many requests: the close callback
-         * always names the current one and is cleared when it completes */
-        evhttp_connection_set_closecb(r->evcon, on_conn_close, r);
-    }
-    evhttp_request_set_on_complete_cb(evreq, on_complete, r);
-
     w->inflight++;
     atomic_fetch_add(&srv->inflight, 1);
     ias_gauge_add(srv->g_inflight, 1);
     return r;
-}
-
-void ias_hs_after_handler(ias_req *r)
-{
-    struct bufferevent *bev;
-    bufferevent_data_cb wcb = NULL;
-    bufferevent_event_cb ecb = NULL;
-    void *cbarg = NULL;
-
-    if (r->state != IAS_REQ_OPEN || !r->evcon)
-        return;
-    /* The handler went async. evhttp stopped reading after the request, so a
-     * client that leaves would go unnoticed until we write. Read for close
-     * detection the way evhttp does while writing: no read callback (the
-     * connection is mid-request; evhttp's reader would abort on it), its
-     * event callback turns EOF into a connection failure and on_conn_close. */
-    bev = evhttp_connection_get_bufferevent(r->evcon);
-    bufferevent_getcb(bev, NULL, &wcb, &ecb, &cbarg);
-    ias_hs_conn_tune(r);
-    bufferevent_setcb(bev, NULL, wcb, ecb, cbarg);
-    if (bufferevent_enable(bev, EV_READ) != 0)
-        ias_warn(&r->log, "cannot watch the connection for a close");
 }
 
 /* ---- accessors ---- */
@@ -432,11 +315,45 @@ const char *ias_req_param(const ias_req *r, const char *name)
     return NULL;
 }
 
+const char *ias_req_target(const ias_req *r)
+{
+    return r->target;
+}
+
 const char *ias_req_header(const ias_req *r, const char *name)
 {
-    if (!r->evreq)
+    const ias_conn *c = r->conn;
+
+    if (!c || r->state == IAS_REQ_DONE || r->state == IAS_REQ_CLOSED)
         return NULL;
-    return evhttp_find_header(evhttp_request_get_input_headers(r->evreq), name);
+    return ias_hs_field_get(c->rbuf, c->fields, c->head.error ? 0 : c->head.nfields, name);
+}
+
+size_t ias_req_header_count(const ias_req *r)
+{
+    const ias_conn *c = r->conn;
+
+    if (!c || c->head.error)
+        return 0;
+    return c->head.nfields;
+}
+
+bool ias_req_header_at(const ias_req *r, size_t i, const char **name, const char **value)
+{
+    const ias_conn *c = r->conn;
+
+    if (i >= ias_req_header_count(r))
+        return false;
+    *name = c->rbuf + c->fields[i].name;
+    *value = c->rbuf + c->fields[i].value;
+    return true;
+}
+
+int ias_req_cut(ias_req *r)
+{
+    if (!r->conn || (r->state != IAS_REQ_OPEN && r->state != IAS_REQ_STREAMING))
+        return IAS_ERR;
+    return ias_hs_conn_cut(r->conn);
 }
 
 const char *ias_req_peer(const ias_req *r)
@@ -464,13 +381,12 @@ const char *ias_req_body(const ias_req *cr, size_t *len)
     /* the copy is cached in the request: a mutable cache behind a const view */
     ias_req *r = (ias_req *)cr;
 
-    if (!r->body_read && r->evreq) {
-        struct evbuffer *b = evhttp_request_get_input_buffer(r->evreq);
-        size_t n = evbuffer_get_length(b);
+    if (!r->body_read && r->conn && !r->conn->head.error) {
+        const ias_conn *c = r->conn;
+        size_t n = c->body_end - c->head.head_len;
 
         r->body = ias_xmalloc(n + 1);
-        if (n > 0 && evbuffer_copyout(b, r->body, n) != (ev_ssize_t)n)
-            n = 0;
+        memcpy(r->body, c->rbuf + c->head.head_len, n);
         r->body[n] = '\0';
         r->body_len = n;
         r->body_read = true;
@@ -525,11 +441,6 @@ ias_worker *ias_req_worker(ias_req *r)
 struct event_base *ias_req_base(ias_req *r)
 {
     return r->w->base;
-}
-
-struct evhttp_request *ias_req_evreq(ias_req *r)
-{
-    return r->evreq;
 }
 
 void *ias_req_ctx(ias_req *r)

@@ -1,19 +1,16 @@
-/* The server skeleton: one event loop and one evhttp per worker thread, each
- * with its own SO_REUSEPORT listener (libevent #997); limits; the generic
- * callback (ids, routing, built-ins); per-request metrics and access logs;
- * signals and graceful drain. */
+/* The server skeleton: one event loop per worker thread, each with its own
+ * SO_REUSEPORT listener (and, optionally, a unix socket shared by all);
+ * limits; dispatch (routing, built-ins); per-request metrics and access logs;
+ * signals and graceful drain. Connections and the HTTP/1.1 protocol are in
+ * http_conn.c. */
 #include "http_internal.h"
 
 #include "ias/config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/listener.h>
 #include <event2/thread.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -21,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -46,6 +44,9 @@ static const char *const builtin_paths[IAS_SLOT_EXTRA] = {"/health", "/ready", "
 static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
 static int evthread_rc;
 
+/* Worker bases take no locks (EVENT_BASE_FLAG_NOLOCK, see worker_setup); the
+ * pthreads hooks stay for any other base a service creates (their locks and
+ * cross-thread wakeups work as before). */
 static void evthread_init_once(void)
 {
     evthread_rc = evthread_use_pthreads();
@@ -104,8 +105,9 @@ ias_server *ias_server_new(const ias_server_opts *opts)
     srv->opts.service = srv->service;
     srv->opts.bind_addr = srv->bind_addr;
     srv->opts.openai_path_prefix = srv->openai_prefix;
-    srv->opts.unix_path =
-        opts->unix_path && *opts->unix_path ? ias_xstrdup(opts->unix_path) : NULL; /* ours */
+    srv->unix_path = opts->unix_path && *opts->unix_path ? ias_xstrdup(opts->unix_path) : NULL;
+    srv->opts.unix_path = srv->unix_path;
+    srv->unix_fd = -1;
     if (srv->opts.max_header_bytes == 0)
         srv->opts.max_header_bytes = DEFAULT_MAX_HEADER;
     if (srv->opts.max_body_bytes == 0)
@@ -119,6 +121,8 @@ ias_server *ias_server_new(const ias_server_opts *opts)
     for (int i = 0; i < srv->nworkers; i++) {
         srv->workers[i].srv = srv;
         srv->workers[i].index = i;
+        srv->workers[i].listen_fd = -1;
+        srv->workers[i].wake_fd = -1;
     }
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
@@ -273,25 +277,19 @@ static bool builtin_dispatch(ias_req *r)
     return true;
 }
 
-/* ---- the generic callback ---- */
+/* ---- dispatch ---- */
 
-static void on_request(struct evhttp_request *evreq, void *arg)
+void ias_hs_dispatch(ias_req *r)
 {
-    ias_worker *w = arg;
-    ias_server *srv = w->srv;
-    ias_req *r = ias_hs_req_new(w, evreq);
+    ias_server *srv = r->srv;
     int idx;
 
-    /* libevent 2.1 names a unix socket peer "localhost" (getnameinfo of an
-     * unnamed AF_UNIX address); TCP peers are always numeric (NI_NUMERICHOST) */
-    if (strcmp(r->peer, "localhost") == 0)
-        memcpy(r->peer, "unix", sizeof("unix"));
     if (r->bad_path) {
         (void)ias_reply_error(r, 400, NULL, "malformed percent-encoding in the path");
-        goto done;
+        return;
     }
     if (builtin_dispatch(r))
-        goto done;
+        return;
     idx = ias_route_find(srv->opts.routes, srv->opts.nroutes, r->method, r->raw_path, &r->match);
     if (idx == -1) {
         (void)ias_reply_error(r, 404, NULL, "no route for %s %s", r->method, r->path);
@@ -306,10 +304,8 @@ static void on_request(struct evhttp_request *evreq, void *arg)
         r->slot = idx;
         srv->opts.routes[idx].handler(r, srv->opts.ctx);
     }
-done:
     /* r is still allocated here even if it was answered and released:
      * requests are only freed by the reaper, from the loop */
-    ias_hs_after_handler(r);
 }
 
 /* ---- listeners ---- */
@@ -396,84 +392,87 @@ static void set_port(struct sockaddr_storage *ss, int port)
         ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
 }
 
-/* The unix socket (opts.unix_path), for a co-located client (ingress -> router
- * in one pod) without the loopback TCP stack. AF_UNIX has no SO_REUSEPORT
- * spreading, so one listening socket serves every worker: each worker's evhttp
- * gets an evconnlistener of its own on a dup() of it (evhttp_bind_listener).
- * A new connection wakes every worker's epoll; the socket is non-blocking, so
- * one accept4() wins and the others get EAGAIN and go back to sleep. That
- * costs a wake-up per worker per connection, not per request: the client keeps
- * its connections alive in a pool, so connections are rare. The kernel queues
- * connections for whichever worker accepts first, so a busy worker takes fewer.
- * The dup() gives each listener an fd it closes itself when its evhttp is freed
- * (no fd shared between loops, no close order to get right). An existing socket
- * file (a previous run that was killed) is replaced; anything else at the path
- * is an error. Mode 0660 is set before listen(), so no connection ever sees
- * the umask's mode. ias_server_stop unlinks the file. */
-static int unix_listen(ias_server *srv)
+/* A unix socket next to the TCP port (co-located hops): created mode 0660; a
+ * socket file left by an earlier run is replaced, anything else is an error. */
+static int open_unix_listener(ias_server *srv)
 {
-    const char *path = srv->opts.unix_path;
     struct sockaddr_un sa;
     struct stat st;
-    size_t n;
-    int fd, rc = IAS_ERR;
+    int fd;
 
-    if (!path)
-        return IAS_OK;
-    n = strlen(path);
-    if (n >= sizeof(sa.sun_path)) {
-        ias_error(NULL, "unix socket path %s: longer than %zu bytes", path,
-                  sizeof(sa.sun_path) - 1);
-        return IAS_ERR;
-    }
-    if (lstat(path, &st) == 0 && (!S_ISSOCK(st.st_mode) || unlink(path) != 0)) {
-        ias_error(NULL, "unix socket path %s: %s", path,
-                  S_ISSOCK(st.st_mode) ? strerror(errno) : "exists and is not a socket");
-        return IAS_ERR;
-    }
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, n + 1);
-    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
-        ias_error(NULL, "unix socket: %s", strerror(errno));
+    if (strlen(srv->unix_path) >= sizeof(sa.sun_path)) {
+        ias_error(NULL, "unix socket path too long: %s", srv->unix_path);
         return IAS_ERR;
     }
-    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        ias_error(NULL, "bind unix:%s: %s", path, strerror(errno));
+    memcpy(sa.sun_path, srv->unix_path, strlen(srv->unix_path) + 1);
+    if (lstat(srv->unix_path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            ias_error(NULL, "%s exists and is not a socket", srv->unix_path);
+            return IAS_ERR;
+        }
+        if (unlink(srv->unix_path) != 0) {
+            ias_error(NULL, "cannot replace %s: %s", srv->unix_path, strerror(errno));
+            return IAS_ERR;
+        }
+    } else if (errno != ENOENT) {
+        ias_error(NULL, "%s: %s", srv->unix_path, strerror(errno));
+        return IAS_ERR;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        ias_error(NULL, "socket(AF_UNIX): %s", strerror(errno));
+        return IAS_ERR;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        ias_error(NULL, "bind %s: %s", srv->unix_path, strerror(errno));
         close(fd);
         return IAS_ERR;
     }
-    if (chmod(path, 0660) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
-        ias_error(NULL, "unix socket %s: chmod/listen: %s", path, strerror(errno));
-        goto out;
+    if (chmod(srv->unix_path, 0660) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        ias_error(NULL, "unix socket %s: %s", srv->unix_path, strerror(errno));
+        close(fd);
+        (void)unlink(srv->unix_path);
+        return IAS_ERR;
     }
-    for (int i = 0; i < srv->nworkers; i++) {
-        ias_worker *w = &srv->workers[i];
-        int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        /* backlog 0: already listening */
-        struct evconnlistener *lev =
-            wfd < 0 ? NULL
-                    : evconnlistener_new(w->base, NULL, NULL,
-                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, wfd);
+    srv->unix_fd = fd;
+    return IAS_OK;
+}
 
-        if (!lev) {
-            ias_error(NULL, "worker %d: unix listener: %s", w->index, strerror(errno));
-            if (wfd >= 0)
-                close(wfd);
-            goto out;
-        }
-        if (!evhttp_bind_listener(w->http, lev)) {
-            ias_error(NULL, "worker %d: evhttp_bind_listener failed", w->index);
-            evconnlistener_free(lev);
-            goto out;
-        }
+static void close_unix_listener(ias_server *srv)
+{
+    if (srv->unix_fd < 0)
+        return;
+    close(srv->unix_fd);
+    srv->unix_fd = -1;
+    if (unlink(srv->unix_path) != 0 && errno != ENOENT)
+        ias_warn(NULL, "cannot remove %s: %s", srv->unix_path, strerror(errno));
+}
+
+/* Stops accepting on this worker; the last worker to stop closes the shared
+ * unix socket (no other loop has it registered by then). */
+static void stop_listening(ias_worker *w)
+{
+    ias_server *srv = w->srv;
+
+    w->listening = false;
+    if (w->accept_pause)
+        event_del(w->accept_pause);
+    if (w->listen_ev) {
+        event_free(w->listen_ev);
+        w->listen_ev = NULL;
     }
-    rc = IAS_OK;
-out:
-    close(fd); /* the workers hold their dups */
-    if (rc != IAS_OK)
-        (void)unlink(path);
-    return rc;
+    if (w->listen_fd >= 0) {
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    if (w->unix_ev) {
+        event_free(w->unix_ev);
+        w->unix_ev = NULL;
+        if (atomic_fetch_sub(&srv->unix_refs, 1) == 1)
+            close_unix_listener(srv);
+    }
 }
 
 /* ---- drain ---- */
@@ -491,16 +490,22 @@ static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
     drain_tick(arg);
 }
 
-/* On the worker's thread: stop accepting, then wait for in-flight requests. */
+/* On the worker's thread: stop accepting, then wait for in-flight requests.
+ * Idle keep-alive connections stay until the loop ends (a request already on
+ * its way is answered, with Connection: close). */
 static void drain_start_cb(evutil_socket_t fd, short what, void *arg)
 {
     ias_worker *w = arg;
     struct timeval tv = {0, DRAIN_TICK_US};
+    uint64_t n;
 
-    if (w->bound) {
-        evhttp_del_accept_socket(w->http, w->bound); /* closes the listening socket */
-        w->bound = NULL;
-    }
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        ias_warn(NULL, "worker %d: reading the drain wakeup: %s", w->index, strerror(errno));
+    if (w->drain_started)
+        return;
+    w->drain_started = true;
+    event_del(w->drain_ev);
+    stop_listening(w);
     if (event_add(w->drain_timer, &tv) != 0)
         ias_error(NULL, "worker %d: cannot arm the drain timer", w->index);
     drain_tick(w);
@@ -508,22 +513,19 @@ static void drain_start_cb(evutil_socket_t fd, short what, void *arg)
 
 void ias_server_stop(ias_server *srv)
 {
-    bool up;
-
     if (atomic_exchange(&srv->draining, true))
         return;
-    pthread_mutex_lock(&srv->mu);
-    up = srv->go; /* the unix socket is ours: bound before go */
-    pthread_mutex_unlock(&srv->mu);
-    /* new connects fail at once, as on the closed TCP listener; queued ones are served */
-    if (up && srv->opts.unix_path && unlink(srv->opts.unix_path) != 0 && errno != ENOENT)
-        ias_warn(NULL, "cannot remove unix socket %s: %s", srv->opts.unix_path, strerror(errno));
     atomic_store(&srv->deadline_ms, (long long)ias_now_ms() + srv->opts.drain_timeout_ms);
     ias_info(NULL, "draining: %ld requests in flight, deadline %d ms", atomic_load(&srv->inflight),
              srv->opts.drain_timeout_ms);
     for (int i = 0; i < srv->nworkers; i++) {
-        if (srv->workers[i].drain_ev)
-            event_active(srv->workers[i].drain_ev, EV_TIMEOUT, 0); /* thread-safe */
+        uint64_t one = 1;
+
+        /* the only call from another thread: an eventfd write, so the worker
+         * bases need no locks (EVENT_BASE_FLAG_NOLOCK) */
+        if (srv->workers[i].wake_fd >= 0 &&
+            write(srv->workers[i].wake_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+            ias_error(NULL, "worker %d: cannot wake it for the drain: %s", i, strerror(errno));
     }
 }
 
@@ -537,83 +539,87 @@ bool ias_server_draining(const ias_server *srv)
 static int worker_setup(ias_worker *w, struct sockaddr_storage *ss, socklen_t sslen)
 {
     ias_server *srv = w->srv;
-    const ias_server_opts *o = &srv->opts;
-    struct timeval tv;
     int fd;
 
     struct event_config *ec = event_config_new();
 
-    /* EPOLL_USE_CHANGELIST: a request adds and removes read/write interest
-     * several times per loop iteration; the changelist turns that into at
-     * most one epoll_ctl per fd per iteration. Our fds are never dup()ed. */
+    /* EPOLL_USE_CHANGELIST: a request may add and remove write interest more
+     * than once per loop iteration; the changelist turns that into at most
+     * one epoll_ctl per fd per iteration. Our fds are never dup()ed.
+     * NOLOCK: a worker base is only ever touched from its own thread (the
+     * drain is signalled through wake_fd), so each event operation skips the
+     * evthread mutex pair. */
     if (ec && event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) != 0)
         ias_warn(NULL, "worker %d: epoll changelist unavailable", w->index);
+    if (ec && event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK) != 0)
+        ias_warn(NULL, "worker %d: lock-free event base unavailable", w->index);
     w->base = ec ? event_base_new_with_config(ec) : NULL;
     if (ec)
         event_config_free(ec);
-    if (!w->base || !(w->http = evhttp_new(w->base))) {
+    if (!w->base) {
         ias_error(NULL, "worker %d: cannot create the event loop", w->index);
         return IAS_ERR;
     }
-    /* evhttp defaults are unlimited: set every limit */
-    evhttp_set_max_headers_size(w->http, (ev_ssize_t)o->max_header_bytes);
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)o->max_body_bytes);
-    tv.tv_sec = o->read_timeout_ms / 1000;
-    tv.tv_usec = (o->read_timeout_ms % 1000) * 1000;
-    evhttp_set_timeout_tv(w->http, &tv);
-    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS);
-    /* no "text/html" guess on replies without a Content-Type */
-    evhttp_set_default_content_type(w->http, NULL);
-    /* read the rest of an oversized body before the 413 so the client sees it
-     * instead of a reset */
-    if (evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE) != 0)
-        ias_warn(NULL, "worker %d: lingering close unavailable", w->index);
-    evhttp_set_gencb(w->http, on_request, w);
-
-    w->drain_ev = event_new(w->base, -1, 0, drain_start_cb, w);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wake_fd < 0) {
+        ias_error(NULL, "worker %d: eventfd: %s", w->index, strerror(errno));
+        return IAS_ERR;
+    }
+    w->drain_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, drain_start_cb, w);
+    if (w->drain_ev && event_add(w->drain_ev, NULL) != 0)
+        return IAS_ERR;
     w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_timer_cb, w);
     if (!w->drain_ev || !w->drain_timer)
         return IAS_ERR;
 
     if ((fd = open_listener(srv, ss, sslen)) < 0)
         return IAS_ERR;
+    w->listen_fd = fd;
     if (atomic_load(&srv->port) == 0) {
         int port = bound_port(fd);
 
-        if (port <= 0) {
-            close(fd);
+        if (port <= 0)
             return IAS_ERR;
-        }
         /* port 0: the first worker picked it; the others join it */
         atomic_store(&srv->port, port);
         set_port(ss, port);
     }
-    if (!(w->bound = evhttp_accept_socket_with_handle(w->http, fd))) {
-        ias_error(NULL, "worker %d: evhttp_accept_socket_with_handle failed", w->index);
-        close(fd);
+    w->listen_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, ias_hs_accept_cb, w);
+    if (!w->listen_ev || event_add(w->listen_ev, NULL) != 0) {
+        ias_error(NULL, "worker %d: cannot accept on the listening socket", w->index);
         return IAS_ERR;
     }
+    if (srv->unix_fd >= 0) {
+        w->unix_ev = event_new(w->base, srv->unix_fd, EV_READ | EV_PERSIST, ias_hs_accept_cb, w);
+        if (!w->unix_ev || event_add(w->unix_ev, NULL) != 0) {
+            ias_error(NULL, "worker %d: cannot accept on the unix socket", w->index);
+            return IAS_ERR;
+        }
+        atomic_fetch_add(&srv->unix_refs, 1);
+    }
+    w->listening = true;
     return IAS_OK;
 }
 
 static void worker_teardown(ias_worker *w)
 {
-    if (w->http) {
-        evhttp_free(w->http);
-        w->http = NULL;
-        w->bound = NULL;
-    }
+    stop_listening(w);
+    ias_hs_conns_close_all(w);
     ias_hs_reap(w);
     ias_hs_req_pool_free(w);
+    ias_hs_conn_pool_free(w);
     if (w->drain_ev)
         event_free(w->drain_ev);
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
+    w->wake_fd = -1;
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->reap_ev)
         event_free(w->reap_ev);
-    w->drain_ev = w->drain_timer = w->reap_ev = NULL;
+    if (w->accept_pause)
+        event_free(w->accept_pause);
+    w->drain_ev = w->drain_timer = w->reap_ev = w->accept_pause = NULL;
     if (w->base)
         event_base_free(w->base);
     w->base = NULL;
@@ -627,12 +633,9 @@ static void worker_stop(ias_worker *w)
     if (w->inflight > 0)
         ias_warn(NULL, "worker %d: drain deadline passed, cutting %d requests", w->index,
                  w->inflight);
-    if (w->http) {
-        /* closes every connection: on_close fires for requests still open */
-        evhttp_free(w->http);
-        w->http = NULL;
-        w->bound = NULL;
-    }
+    stop_listening(w);
+    /* closes every connection: on_close fires for requests still open */
+    ias_hs_conns_close_all(w);
     /* let what those on_close callbacks scheduled run once (and the reaper) */
     if (event_base_loop(w->base, EVLOOP_NONBLOCK) < 0)
         ias_warn(NULL, "worker %d: final loop pass failed", w->index);
@@ -723,7 +726,6 @@ int ias_server_start(ias_server *srv)
     sigset_t sigs, old;
     struct sigaction sa;
     int nstarted = 0;
-    bool unix_bound = false;
 
     if (srv->started || atomic_load(&srv->draining))
         return IAS_ERR;
@@ -742,13 +744,12 @@ int ias_server_start(ias_server *srv)
     if (resolve(srv, &ss, &sslen) != IAS_OK)
         return IAS_ERR;
     atomic_store(&srv->port, srv->opts.port);
+    if (srv->unix_path && open_unix_listener(srv) != IAS_OK)
+        return IAS_ERR;
     for (int i = 0; i < srv->nworkers; i++) {
         if (worker_setup(&srv->workers[i], &ss, sslen) != IAS_OK)
             goto fail;
     }
-    if (unix_listen(srv) != IAS_OK)
-        goto fail;
-    unix_bound = srv->opts.unix_path != NULL;
 
     /* Workers never see SIGINT/SIGTERM: they inherit this mask. */
     sigemptyset(&sigs);
@@ -804,15 +805,14 @@ int ias_server_start(ias_server *srv)
     pthread_mutex_unlock(&srv->mu);
     srv->started = true;
     ias_info(NULL, "%s listening on %s:%d%s%s with %d workers", srv->service, srv->bind_addr,
-             atomic_load(&srv->port), unix_bound ? " and unix:" : "",
-             unix_bound ? srv->opts.unix_path : "", srv->nworkers);
+             atomic_load(&srv->port), srv->unix_path ? " and " : "",
+             srv->unix_path ? srv->unix_path : "", srv->nworkers);
     return IAS_OK;
 
 fail:
     for (int i = 0; i < srv->nworkers; i++)
         worker_teardown(&srv->workers[i]);
-    if (unix_bound)
-        (void)unlink(srv->opts.unix_path);
+    close_unix_listener(srv);
     return IAS_ERR;
 }
 
@@ -849,6 +849,7 @@ void ias_server_free(ias_server *srv)
     }
     for (int i = 0; i < srv->nworkers; i++)
         worker_teardown(&srv->workers[i]);
+    close_unix_listener(srv);
     for (size_t i = 0; i < nslots(srv); i++)
         free(srv->route_label[i]);
     free(srv->route_label);
@@ -858,7 +859,7 @@ void ias_server_free(ias_server *srv)
     free(srv->service);
     free(srv->bind_addr);
     free(srv->openai_prefix);
-    free((char *)srv->opts.unix_path);
+    free(srv->unix_path);
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     free(srv);

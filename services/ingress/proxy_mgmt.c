@@ -7,7 +7,6 @@
 
 #include "ias/log.h"
 
-#include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +81,7 @@ void ingress_handle_mgmt(ias_req *req, void *ctxp)
 {
     ingress_ctx *ctx = ctxp;
     ingress_worker *w = ingress_worker_of(req);
-    struct evhttp_request *ev = ias_req_evreq(req);
-    const char *raw = ev ? evhttp_request_get_uri(ev) : NULL;
+    const char *raw = ias_req_target(req);
     const char *path = ias_req_path(req), *base;
     char *url;
     ias_http_header h[IAS_ARRAY_LEN(fwd_headers) + 4];

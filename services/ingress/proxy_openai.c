@@ -10,8 +10,6 @@
 #include "ias/log.h"
 
 #include <cjson/cJSON.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,18 +124,15 @@ static void on_pipe_done(ias_http_result res, bool started, void *arg)
  * at most max of them; the prefix can never be X-Ias- (checked at start). */
 static size_t forward_client_headers(v1_call *c, ias_http_header *h, size_t max)
 {
-    struct evhttp_request *ev = ias_req_evreq(c->req);
-    struct evkeyvalq *hs = ev ? evhttp_request_get_input_headers(ev) : NULL;
-    size_t plen = strlen(c->ctx->forward_prefix), n = 0;
-    struct evkeyval *kv;
+    size_t plen = strlen(c->ctx->forward_prefix), n = 0, count = ias_req_header_count(c->req);
+    const char *key, *value;
 
-    if (plen == 0 || hs == NULL)
+    if (plen == 0)
         return 0;
-    TAILQ_FOREACH(kv, hs, next)
-    {
-        if (n < max && strncasecmp(kv->key, c->ctx->forward_prefix, plen) == 0 &&
-            strncasecmp(kv->key, "x-ias-", 6) != 0)
-            h[n++] = (ias_http_header){kv->key, kv->value};
+    for (size_t i = 0; i < count && ias_req_header_at(c->req, i, &key, &value); i++) {
+        if (n < max && strncasecmp(key, c->ctx->forward_prefix, plen) == 0 &&
+            strncasecmp(key, "x-ias-", 6) != 0)
+            h[n++] = (ias_http_header){key, value};
     }
     return n;
 }

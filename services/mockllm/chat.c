@@ -12,14 +12,11 @@
 #include "ias/log.h"
 
 #include <cjson/cJSON.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 enum {
     STREAM_HIGH_WATER = 64 * 1024, /* stop producing above this many pending bytes */
@@ -171,21 +168,15 @@ static void drained(ias_req *r, void *arg)
     pump(arg);
 }
 
-/* Close the client's connection mid-reply: shutdown(SHUT_WR) sends FIN after
- * what the kernel already holds, so the client reads a truncated chunked body
- * (no terminating chunk, no [DONE]); ending the reply then makes evhttp's next
- * write fail and free the connection through its normal error path. Freeing the
- * connection ourselves (evhttp_connection_free) could run inside evhttp's own
- * write callback (on_drain) and pull it from under libevent. */
+/* Close the client's connection mid-reply: the server shuts its write side
+ * (FIN after what is already written), so the client reads a truncated
+ * chunked body (no terminating chunk, no [DONE]); ending the reply afterwards
+ * only lets the server close the connection. */
 static void cut_connection(mock_gen *g)
 {
-    struct evhttp_request *evreq = ias_req_evreq(g->r);
-    struct evhttp_connection *evcon = evreq ? evhttp_request_get_connection(evreq) : NULL;
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     ias_req *r;
 
-    if (fd < 0 || shutdown(fd, SHUT_WR) != 0)
+    if (ias_req_cut(g->r) != IAS_OK)
         ias_warn(ias_req_log(g->r), "mock fault cut-after: cannot shut the connection down");
     else
         ias_info(ias_req_log(g->r), "mock fault: connection cut after %lld tokens", g->sent);

@@ -14,8 +14,6 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -828,22 +826,17 @@ static void attempt(rcall *c)
  * dropped client X-Ias-*) and the ids we set ourselves. */
 static void collect_forward_headers(rcall *c)
 {
-    struct evhttp_request *ev = ias_req_evreq(c->r);
-    struct evkeyvalq *hs = ev ? evhttp_request_get_input_headers(ev) : NULL;
-    struct evkeyval *kv;
+    size_t n = ias_req_header_count(c->r);
+    const char *key, *value;
 
-    if (hs == NULL)
-        return;
-    TAILQ_FOREACH(kv, hs, next)
-    {
+    for (size_t i = 0; i < n && ias_req_header_at(c->r, i, &key, &value); i++) {
         if (c->nfwd >= MAX_FWD_HEADERS)
             break;
-        if (strncasecmp(kv->key, "x-", 2) != 0 || strncasecmp(kv->key, "x-ias-", 6) == 0 ||
-            strcasecmp(kv->key, "x-request-id") == 0 ||
-            strncasecmp(kv->key, "x-forwarded-", 12) == 0)
+        if (strncasecmp(key, "x-", 2) != 0 || strncasecmp(key, "x-ias-", 6) == 0 ||
+            strcasecmp(key, "x-request-id") == 0 || strncasecmp(key, "x-forwarded-", 12) == 0)
             continue;
-        c->fwd[c->nfwd].name = ias_xstrdup(kv->key);
-        c->fwd[c->nfwd].value = ias_xstrdup(kv->value);
+        c->fwd[c->nfwd].name = ias_xstrdup(key);
+        c->fwd[c->nfwd].value = ias_xstrdup(value);
         c->nfwd++;
     }
 }

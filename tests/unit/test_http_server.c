@@ -375,8 +375,35 @@ static void h_echo(ias_req *r, void *ctx)
     cJSON_AddStringToObject(o, "tp", ias_req_traceparent(r));
     cJSON_AddNumberToObject(o, "worker", ias_worker_index(ias_req_worker(r)));
     cJSON_AddStringToObject(o, "peer", ias_req_peer(r));
+    cJSON_AddStringToObject(o, "target", ias_req_target(r));
     (void)ias_reply_json(r, 200, o);
     cJSON_Delete(o);
+}
+
+/* the request's header fields as "name=value;" in order */
+static void h_headers(ias_req *r, void *ctx)
+{
+    char out[1024] = "";
+    size_t n = ias_req_header_count(r), len = 0;
+    const char *name, *value;
+
+    for (size_t i = 0; i < n; i++) {
+        CHECK(ias_req_header_at(r, i, &name, &value));
+        len += (size_t)snprintf(out + len, sizeof(out) - len, "%s=%s;", name, value);
+        CHECK(len < sizeof(out));
+    }
+    CHECK(!ias_req_header_at(r, n, &name, &value));
+    (void)ias_reply(r, 200, "text/plain", out, len);
+}
+
+/* a stream cut after its first chunk (mockllm's cut-after fault) */
+static void h_cut(ias_req *r, void *ctx)
+{
+    CHECK(ias_reply_stream_start(r, 200, "text/plain") == IAS_OK);
+    CHECK(ias_reply_stream_chunk(r, "partial", 7) == IAS_OK);
+    CHECK(ias_req_cut(r) == IAS_OK);
+    CHECK(ias_reply_stream_end(r) == IAS_OK);
+    CHECK(ias_req_cut(r) == IAS_ERR); /* the request ended */
 }
 
 static void h_rest(ias_req *r, void *ctx)
@@ -490,7 +517,7 @@ static void late_fire(evutil_socket_t fd, short what, void *arg)
 
     atomic_store(&s->t->late_rc, rc + 100);
     CHECK(ias_req_closed(s->r));
-    CHECK(ias_req_evreq(s->r) == NULL);
+    CHECK(ias_req_header_count(s->r) == 0);
     CHECK(ias_reply_stream_start(s->r, 200, "text/plain") == IAS_ERR);
     ias_req_release(s->r);
     event_free(s->ev);
@@ -639,12 +666,19 @@ static void t_fini_only(ias_worker *w, void *ctx)
 }
 
 static const ias_route routes[] = {
-    {"GET", "/echo/{id}", h_echo},      {"POST", "/echo/{id}", h_echo},
-    {"GET", "/files/{*rest}", h_rest},  {"POST", "/json", h_json},
-    {"POST", "/body", h_body},          {"GET", "/errors", h_errors},
-    {"GET", "/slow", h_slow},           {"GET", "/late", h_late},
-    {"GET", "/hang", h_hang},           {"GET", "/stream", h_stream},
+    {"GET", "/echo/{id}", h_echo},
+    {"POST", "/echo/{id}", h_echo},
+    {"GET", "/files/{*rest}", h_rest},
+    {"POST", "/json", h_json},
+    {"POST", "/body", h_body},
+    {"GET", "/errors", h_errors},
+    {"GET", "/slow", h_slow},
+    {"GET", "/late", h_late},
+    {"GET", "/hang", h_hang},
+    {"GET", "/stream", h_stream},
     {"GET", "/v1/models/{id}", h_echo},
+    {"GET", "/headers", h_headers},
+    {"GET", "/cut", h_cut},
 };
 
 static tctx T;
@@ -765,9 +799,14 @@ static void test_routing(void **state)
     assert_int_equal(r.status, 400);
     resp_free(&r);
 
-    /* methods libevent does not allow: 501 from libevent */
+    /* methods the server does not serve: 501 in the JSON shape */
     assert_int_equal(request(port, "TRACE /echo/1 HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
     assert_int_equal(r.status, 501);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/problem+json");
+    j = body_json(&r);
+    assert_string_equal(jstr(j, "title"), "Not Implemented");
+    assert_string_equal(jstr(j, "instance"), "/echo/1");
+    cJSON_Delete(j);
     resp_free(&r);
     finish(srv);
     assert_int_equal(atomic_load(&T.fini_calls), 1);
@@ -913,6 +952,7 @@ static void test_limits(void **state)
     ias_server *srv;
     int port;
     resp r;
+    cJSON *j;
     conn *c;
     char *big;
     size_t n;
@@ -966,14 +1006,20 @@ static void test_limits(void **state)
     resp_free(&r);
     conn_close(c);
 
-    /* headers over the limit: libevent answers 400 and closes */
+    /* headers over the limit: 431 in the JSON shape, then the connection closes */
     c = conn_open(port);
     conn_sends(c, "GET /echo/1 HTTP/1.1\r\nX-Big: ");
     memset(big, 'h', 8192);
     conn_send(c, big, 8192);
     conn_sends(c, "\r\n\r\n");
     assert_int_equal(read_response(c, &r, false), 0);
-    assert_int_equal(r.status, 400);
+    assert_int_equal(r.status, 431);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/problem+json");
+    assert_string_equal(hdr(&r, "Connection"), "close");
+    j = body_json(&r);
+    assert_int_equal(cJSON_GetObjectItem(j, "status")->valueint, 431);
+    assert_string_equal(jstr(j, "instance"), "/echo/1");
+    cJSON_Delete(j);
     resp_free(&r);
     assert_true(peer_closed(c, 2000));
     conn_close(c);
@@ -1534,6 +1580,369 @@ static void test_timeouts(void **state)
     finish(srv);
 }
 
+/* ---------------------------------------------------------------- protocol */
+
+static void test_protocol_framing(void **state)
+{
+    ias_server_opts o = base_opts("t_framing");
+    ias_server *srv = start(&o);
+    int port = ias_server_port(srv);
+    conn *c;
+    resp r;
+    cJSON *j;
+    char line[64];
+
+    /* bare LF line ends */
+    assert_int_equal(request(port, "GET /echo/lf?x=1 HTTP/1.1\nHost: t\n\n", &r), 0);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_string_equal(jstr(j, "id"), "lf");
+    assert_string_equal(jstr(j, "target"), "/echo/lf?x=1");
+    cJSON_Delete(j);
+    resp_free(&r);
+
+    /* header fields in order, names as sent, values trimmed */
+    assert_int_equal(
+        request(port, "GET /headers HTTP/1.1\r\nHost: t\r\nX-One:  a b \r\nx-two:\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "Host=t;X-One=a b;x-two=;");
+    resp_free(&r);
+
+    /* a chunked body in pieces, with an extension and a trailer */
+    c = conn_open(port);
+    conn_sends(c, "POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhel");
+    sleep_ms(20);
+    conn_sends(c, "lo\r\n0");
+    sleep_ms(20);
+    conn_sends(c, "\r\nX-Trailer: yes\r\n\r\n");
+    assert_int_equal(read_response(c, &r, false), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"len\":5}");
+    resp_free(&r);
+    /* the connection is reused after a chunked body */
+    conn_sends(c, "GET /echo/next HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_response(c, &r, false), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    conn_close(c);
+
+    /* Expect: 100-continue: the 100 comes before the body is sent */
+    c = conn_open(port);
+    conn_sends(c, "POST /body HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    while (c->len < 25)
+        assert_true(conn_fill(c) > 0);
+    assert_memory_equal(c->buf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    conn_consume(c, 25);
+    conn_sends(c, "abcd");
+    assert_int_equal(read_response(c, &r, false), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"len\":4}");
+    resp_free(&r);
+    conn_close(c);
+    /* any other expectation: 417 */
+    assert_int_equal(
+        request(port, "POST /body HTTP/1.1\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx", &r), 0);
+    assert_int_equal(r.status, 417);
+    resp_free(&r);
+
+    /* pipelining: many requests in one write (bodies too), answered in order */
+    {
+        char buf[16384];
+        size_t len = 0;
+
+        for (int i = 0; i < 40; i++)
+            len +=
+                (size_t)snprintf(buf + len, sizeof(buf) - len,
+                                 i % 2 ? "GET /echo/p%d HTTP/1.1\r\n\r\n"
+                                       : "POST /echo/p%d HTTP/1.1\r\nContent-Length: 2\r\n\r\nxy",
+                                 i);
+        c = conn_open(port);
+        conn_send(c, buf, len);
+        for (int i = 0; i < 40; i++) {
+            assert_int_equal(read_response(c, &r, false), 0);
+            assert_int_equal(r.status, 200);
+            j = body_json(&r);
+            snprintf(line, sizeof(line), "p%d", i);
+            assert_string_equal(jstr(j, "id"), line);
+            cJSON_Delete(j);
+            resp_free(&r);
+        }
+        conn_close(c);
+    }
+
+    /* HTTP/1.0: closed after the reply unless it asks for keep-alive */
+    c = conn_open(port);
+    conn_sends(c, "GET /echo/old HTTP/1.0\r\n\r\n");
+    assert_int_equal(read_response(c, &r, false), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(hdr(&r, "Connection"), "close");
+    resp_free(&r);
+    assert_true(peer_closed(c, 2000));
+    conn_close(c);
+    c = conn_open(port);
+    for (int i = 0; i < 2; i++) {
+        conn_sends(c, "GET /echo/old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_int_equal(read_response(c, &r, false), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(hdr(&r, "Connection"), "keep-alive");
+        resp_free(&r);
+    }
+    conn_close(c);
+
+    /* malformed requests: 400 in the JSON shape, connection closed */
+    {
+        static const char *const bad[] = {
+            "GET /echo/1 HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n", /* obs-fold */
+            "GET /echo/1 HTTP/1.1\r\nX-A : 1\r\n\r\n",           /* space before ':' */
+            "GET /echo/1 HTTP/1.1\r\nX-A: a\rb\r\n\r\n",         /* bare CR */
+            "GET /echo/1 HTTP/1.1\r\nX-A: a\x01\r\n\r\n",        /* control byte */
+            "GET echo HTTP/1.1\r\n\r\n",                         /* not origin-form */
+            "GET /echo/1 HTTP/1.1 extra\r\n\r\n",                /* request line */
+            "POST /body HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+            "POST /body HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            "POST /body HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            c = conn_open(port);
+            conn_sends(c, bad[i]);
+            assert_int_equal(read_response(c, &r, false), 0);
+            if (r.status != 400)
+                fprintf(stderr, "case %zu: %d\n", i, r.status);
+            assert_int_equal(r.status, 400);
+            assert_string_equal(hdr(&r, "Content-Type"), "application/problem+json");
+            resp_free(&r);
+            assert_true(peer_closed(c, 2000));
+            conn_close(c);
+        }
+    }
+    /* agreeing repeated lengths are one length */
+    assert_int_equal(
+        request(port, "POST /body HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+                &r),
+        0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"len\":2}");
+    resp_free(&r);
+    /* unknown coding, HTTP/2 request line */
+    assert_int_equal(
+        request(port, "POST /body HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 501);
+    resp_free(&r);
+    assert_int_equal(request(port, "GET /echo/1 HTTP/2.0\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 505);
+    resp_free(&r);
+
+    /* the server's own answers are counted on "unmatched" */
+    assert_int_equal(get(port, "/metrics", &r), 0);
+    assert_non_null(strstr(r.body, "route=\"unmatched\",method=\"GET\",status=\"400\"}"));
+    assert_non_null(strstr(r.body, "route=\"unmatched\",method=\"POST\",status=\"501\"}"));
+    resp_free(&r);
+    finish(srv);
+}
+
+static void test_protocol_limits(void **state)
+{
+    ias_server_opts o = base_opts("t_plimits");
+    ias_server *srv;
+    int port;
+    conn *c;
+    resp r;
+    cJSON *j;
+    char buf[256];
+
+    o.max_header_bytes = 2048;
+    o.max_body_bytes = 1000;
+    o.openai_path_prefix = "/v1/";
+    srv = start(&o);
+    port = ias_server_port(srv);
+
+    /* a chunked body that grows past the limit in small chunks: 413 */
+    c = conn_open(port);
+    conn_sends(c, "POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    memset(buf, 'z', 200);
+    for (int i = 0; i < 6; i++) {
+        conn_sends(c, "c8\r\n");
+        conn_send(c, buf, 200);
+        conn_sends(c, "\r\n");
+    }
+    assert_int_equal(read_response(c, &r, false), 0);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/problem+json");
+    resp_free(&r);
+    assert_true(peer_closed(c, 2000));
+    conn_close(c);
+
+    /* under the OpenAI prefix the limits answer in the OpenAI shape */
+    c = conn_open(port);
+    conn_sends(c, "GET /v1/models/x HTTP/1.1\r\nX-Big: ");
+    for (int i = 0; i < 12; i++)
+        conn_send(c, buf, 200);
+    assert_int_equal(read_response(c, &r, false), 0);
+    assert_int_equal(r.status, 431);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/json");
+    j = body_json(&r);
+    assert_string_equal(jstr(cJSON_GetObjectItem(j, "error"), "type"), "invalid_request_error");
+    cJSON_Delete(j);
+    resp_free(&r);
+    conn_close(c);
+    assert_int_equal(
+        request(port, "POST /v1/models/x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/json");
+    resp_free(&r);
+
+    assert_int_equal(get(port, "/echo/still-alive", &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    finish(srv);
+}
+
+static void test_half_close(void **state)
+{
+    ias_server_opts o = base_opts("t_halfclose");
+    ias_server *srv = start(&o);
+    int port = ias_server_port(srv);
+    conn *c;
+    resp r;
+
+    /* shutting the write side while the handler waits: the client is gone */
+    c = conn_open(port);
+    conn_sends(c, "GET /hang HTTP/1.1\r\n\r\n");
+    assert_true(wait_for(&T.hang_started, 1, 2000));
+    assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+    assert_true(wait_for(&T.closes, 1, 2000));
+    assert_true(peer_closed(c, 2000));
+    conn_close(c);
+
+    /* a synchronous answer to a request sent with the half-close still arrives */
+    c = conn_open(port);
+    conn_sends(c, "GET /echo/hc HTTP/1.1\r\n\r\n");
+    assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+    assert_int_equal(read_response(c, &r, false), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_true(peer_closed(c, 2000));
+    conn_close(c);
+    assert_int_equal(atomic_load(&T.closes), 1);
+
+    /* ias_req_cut: the client gets what was written, then EOF mid-body */
+    c = conn_open(port);
+    conn_sends(c, "GET /cut HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_response(c, &r, false), -1);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 7);
+    assert_memory_equal(r.body, "partial", 7);
+    resp_free(&r);
+    conn_close(c);
+    assert_int_equal(get(port, "/echo/after-cut", &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_int_equal(atomic_load(&T.closes), 1);
+    finish(srv);
+}
+
+static void test_slow_loris(void **state)
+{
+    ias_server_opts o = base_opts("t_slowloris");
+    ias_server *srv;
+    conn *c;
+    bool cut = false;
+    static const char req[] =
+        "GET /echo/1 HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+
+    o.read_timeout_ms = 300;
+    srv = start(&o);
+    /* one byte every 50 ms keeps the connection busy but never completes the
+     * head within the timeout: the server cuts it (the deadline is per head,
+     * not per read) */
+    c = conn_open(ias_server_port(srv));
+    for (size_t i = 0; i < sizeof(req) - 1 && !cut; i++) {
+        if (send(c->fd, req + i, 1, MSG_NOSIGNAL) != 1)
+            cut = true;
+        else
+            cut = peer_closed(c, 50);
+    }
+    assert_true(cut);
+    conn_close(c);
+    finish(srv);
+}
+
+static int connect_unix(const char *path)
+{
+    struct sockaddr_un sa;
+    struct timeval tv = {20, 0};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+static void test_unix_socket(void **state)
+{
+    ias_server_opts o = base_opts("t_unix");
+    ias_server *srv;
+    char path[64];
+    struct stat st;
+    struct sockaddr_un sa;
+    int fd;
+    conn *c;
+    resp r;
+    cJSON *j;
+
+    snprintf(path, sizeof(path), "/tmp/ias-test-%d.sock", (int)getpid());
+    /* a socket file left behind by an earlier run is replaced */
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    (void)unlink(path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(fd);
+    o.unix_path = path;
+    o.workers = 2;
+    srv = start(&o);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0660);
+    for (int i = 0; i < 4; i++) {
+        c = conn_open(ias_server_port(srv));
+        close(c->fd);
+        c->fd = connect_unix(path);
+        conn_sends(c, "GET /echo/u HTTP/1.1\r\n\r\n");
+        assert_int_equal(read_response(c, &r, false), 0);
+        assert_int_equal(r.status, 200);
+        j = body_json(&r);
+        assert_string_equal(jstr(j, "peer"), "unix");
+        cJSON_Delete(j);
+        resp_free(&r);
+        conn_close(c);
+    }
+    /* TCP still works */
+    assert_int_equal(get(ias_server_port(srv), "/echo/tcp", &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    finish(srv);
+    /* removed at stop */
+    assert_int_equal(stat(path, &st), -1);
+
+    /* anything else at the path is not replaced */
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    srv = ias_server_new(&o);
+    assert_non_null(srv);
+    assert_int_equal(ias_server_start(srv), IAS_ERR);
+    ias_server_free(srv);
+    assert_int_equal(unlink(path), 0);
+}
+
 static void test_stop_before_start(void **state)
 {
     ias_server_opts o = base_opts("t_early");
@@ -1551,7 +1960,7 @@ static void test_stop_before_start(void **state)
 /* opts.unix_path: a stale socket file is replaced, the mode is 0660, every
  * worker serves it (peer "unix") next to TCP, and stop removes the file;
  * anything but a socket at the path fails the start and stays. */
-static void test_unix_socket(void **state)
+static void test_unix_socket_workers(void **state)
 {
     ias_server_opts o = base_opts("t_unix");
     char dir[] = "/tmp/ias-test-unix-XXXXXX", path[128];
@@ -1639,9 +2048,14 @@ int main(void)
         cmocka_unit_test_setup(test_drain_graceful, setup),
         cmocka_unit_test_setup(test_drain_deadline, setup),
         cmocka_unit_test_setup(test_timeouts, setup),
+        cmocka_unit_test_setup(test_protocol_framing, setup),
+        cmocka_unit_test_setup(test_protocol_limits, setup),
+        cmocka_unit_test_setup(test_half_close, setup),
+        cmocka_unit_test_setup(test_slow_loris, setup),
+        cmocka_unit_test_setup(test_unix_socket, setup),
         cmocka_unit_test_setup(test_stop_before_start, setup),
         cmocka_unit_test_setup(test_sigterm, setup),
-        cmocka_unit_test_setup(test_unix_socket, setup),
+        cmocka_unit_test_setup(test_unix_socket_workers, setup),
     };
 
     ias_log_init("test_http_server", IAS_LOG_WARN);

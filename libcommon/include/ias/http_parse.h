@@ -33,6 +33,16 @@ const char *ias_http_header_get(const ias_http_header *h, size_t n, const char *
 /* True when a comma-separated header value holds token (case-insensitive). */
 bool ias_http_header_has_token(const char *value, const char *token);
 
+/* One field line "name: value" without its line end, s[0..len), by the rules
+ * both parsers share (RFC 9112 section 5): a token name directly followed by
+ * ':', no leading whitespace (obs-fold), no control bytes (bare CR included)
+ * in the value. On success NUL-terminates the name (at the ':') and the value
+ * (after its trailing whitespace) in place, points *value at the value and
+ * returns NULL; otherwise returns what is wrong and changes nothing. */
+const char *ias_http_field_line(char *s, size_t len, char **value);
+/* RFC 9110 token character (header names, methods). */
+bool ias_http_is_tchar(unsigned char c);
+
 typedef struct ias_http_response {
     int status;        /* 100..599 */
     int minor_version; /* HTTP/1.<minor> */

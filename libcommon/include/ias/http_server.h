@@ -1,21 +1,39 @@
-/* HTTP server on libevent's evhttp.
+/* HTTP/1.1 server on libevent's event loop (its own parser and connection
+ * handling; see http_conn.c).
  *
  * The library owns the skeleton (Postfix multi_server_main): listening with
- * SO_REUSEPORT on one evhttp per worker thread (IAS_WORKERS), limits, request
+ * SO_REUSEPORT on one event loop per worker thread (IAS_WORKERS; TCP_NODELAY on
+ * every socket, SIGPIPE ignored), optionally a unix socket, limits, request
  * ids, routing with path parameters, /health, /ready, /metrics, access logs,
  * per-route metrics and graceful drain on SIGTERM/SIGINT. A service hands it a
  * route table, a context pointer and optional per-worker hooks.
  *
  * Threading: every handler runs on the worker thread that accepted the
  * connection; per-worker state (libpq connection, hiredis async context, HTTP
- * client pool) hangs off ias_worker via worker_init.
+ * client pool) hangs off ias_worker via worker_init. A worker's event base has
+ * no locks: only its own thread may use it (ias_server_stop is the one call
+ * made from elsewhere, and wakes workers through an eventfd).
  *
- * Limits: libevent answers over-limit requests itself, before any handler or
- * access log: a body over max_body_bytes gets 413, headers (request line
- * included) over max_header_bytes get 400, a method outside GET HEAD POST PUT
- * PATCH DELETE OPTIONS gets 501 -- with libevent's small HTML page, which
- * cannot be replaced in 2.1. Everything the server answers itself (404, 405,
- * 400 for bad JSON or a bad path escape, /ready) uses the configured JSON shape.
+ * Protocol: HTTP/1.0 and 1.1 with origin-form targets; keep-alive (1.1 by
+ * default, 1.0 with "Connection: keep-alive"); pipelined requests are read one
+ * at a time, the next once the current reply is written; request bodies with
+ * Content-Length or Transfer-Encoding: chunked; "Expect: 100-continue" gets
+ * its 100 before the body is read. Bare LF line ends are accepted; obs-fold,
+ * bare CR, control bytes and whitespace before ':' are 400.
+ *
+ * Limits: the server answers requests it will not take itself, before any
+ * handler, in the configured JSON shape (OpenAI under openai_path_prefix or
+ * with openai_errors, RFC 7807 otherwise), counted and logged on the
+ * "unmatched" route: headers (request line included) over max_header_bytes
+ * get 431, a body over max_body_bytes 413 (a chunked body as soon as its
+ * chunk sizes add up past it; Content-Length before the body is read, and
+ * without the 100 of an Expect: 100-continue), a method outside GET HEAD POST
+ * PUT PATCH DELETE OPTIONS 501, a Transfer-Encoding other than chunked 501,
+ * another Expect 417, malformed requests 400. The connection is then closed
+ * (after reading and dropping what the client still sends, for up to
+ * read_timeout_ms and at most 5 s, so the answer is not lost to a reset).
+ * Everything else the server answers itself (404, 405, 400 for bad JSON or a
+ * bad path escape, /ready) uses the same JSON shape.
  *
  * Request lifetime: the server allocates an ias_req per request and holds one
  * reference; it drops it when the reply has been written (complete) or when
@@ -34,8 +52,6 @@
 #include "ias/log.h"
 
 struct event_base;
-struct evhttp_request;
-struct evbuffer;
 typedef struct cJSON cJSON;
 
 typedef struct ias_server ias_server;
@@ -64,14 +80,19 @@ typedef struct ias_server_opts {
     const char *bind_addr;          /* default "127.0.0.1" */
     int port;                       /* 0 picks a free port (tests; see ias_server_port) */
     int workers;                    /* <= 0: one per core */
-    size_t max_header_bytes;        /* default 16 KiB -> 400 (libevent; see "Limits" above) */
+    size_t max_header_bytes;        /* default 16 KiB -> 431 (see "Limits" above) */
     size_t max_body_bytes;          /* default 1 MiB -> 413 */
-    int read_timeout_ms;            /* idle connection / slow request timeout, default 30 s; while
-                                       a handler waits or streams: the write stall timeout */
+    int read_timeout_ms;            /* default 30 s: an idle keep-alive connection, a request
+                                       head (from its first byte: a slow-loris is cut), and
+                                       between reads of a body; while a reply waits for the
+                                       socket: the write stall timeout (none while a handler
+                                       waits with nothing to write) */
     int drain_timeout_ms;           /* graceful drain deadline after SIGTERM, default 25 s */
     bool openai_errors;             /* true: server errors in OpenAI shape (/v1), else RFC 7807 */
     const char *openai_path_prefix; /* optional: paths under it use the OpenAI shape even when
                                        openai_errors is false (ingress: "/v1/") */
+    const char *unix_path; /* also listen on this unix socket (created mode 0660, an existing
+                              socket file replaced, removed at stop); NULL or "" none */
     const ias_route *routes;
     size_t nroutes;
     void *ctx;          /* the service context, passed to every callback */
@@ -86,9 +107,6 @@ typedef struct ias_server_opts {
                             are blocked in the calling thread from start until wait returns
                             (call both from the same thread). SIGPIPE is ignored by
                             ias_server_start in any case. */
-
-    const char *unix_path; /* also listen on this unix socket (created mode 0660, an existing
-                              socket file replaced); NULL or "" none */
 } ias_server_opts;
 
 /* Copies opts (strings too; the route table and ctx are borrowed). NULL and an
@@ -115,17 +133,23 @@ void *ias_worker_data(ias_worker *w);
 void ias_worker_set_data(ias_worker *w, void *data);
 ias_server *ias_worker_server(ias_worker *w);
 
-/* Request accessors. Strings live as long as the request (headers and the
- * evhttp request only until the reply completed or the client left). Routing,
+/* Request accessors. Strings live as long as the request (headers only until
+ * the reply completed or the client left: they point into the connection's
+ * buffer). Routing,
  * /health, /ready and /metrics use the raw path; HEAD is served by GET routes.
  * Built-ins are matched before the table: a service must not route those paths. */
 const char *ias_req_method(const ias_req *r);
-const char *ias_req_path(const ias_req *r);                     /* decoded path without query */
-const char *ias_req_query(const ias_req *r);                    /* raw query string or NULL */
-const char *ias_req_param(const ias_req *r, const char *name);  /* path parameter or NULL */
+const char *ias_req_path(const ias_req *r);                    /* decoded path without query */
+const char *ias_req_query(const ias_req *r);                   /* raw query string or NULL */
+const char *ias_req_param(const ias_req *r, const char *name); /* path parameter or NULL */
+const char *ias_req_target(const ias_req *r); /* raw request target as received ("/a%20b?x=1") */
 const char *ias_req_header(const ias_req *r, const char *name); /* NULL once the request ended */
-const char *ias_req_peer(const ias_req *r);        /* client address ("127.0.0.1"), "" unknown */
-const char *ias_req_id(const ias_req *r);          /* X-Request-Id (sanitised) or generated UUID */
+/* The request's header fields in arrival order (names as sent), 0 once the
+ * request ended; header_at is false past the end. */
+size_t ias_req_header_count(const ias_req *r);
+bool ias_req_header_at(const ias_req *r, size_t i, const char **name, const char **value);
+const char *ias_req_peer(const ias_req *r); /* client address ("127.0.0.1"), "unix", "" unknown */
+const char *ias_req_id(const ias_req *r);   /* X-Request-Id (sanitised) or generated UUID */
 const char *ias_req_traceparent(const ias_req *r); /* incoming or generated W3C traceparent */
 const ias_log_ctx *ias_req_log(const ias_req *r);
 /* NUL-terminated copy of the body (already bounded by max_body_bytes), may be "".
@@ -138,8 +162,15 @@ const char *ias_req_body(const ias_req *r, size_t *len);
 cJSON *ias_req_json(ias_req *r);
 ias_worker *ias_req_worker(ias_req *r);
 struct event_base *ias_req_base(ias_req *r);
-struct evhttp_request *ias_req_evreq(ias_req *r); /* NULL once the request ended */
-void *ias_req_ctx(ias_req *r);                    /* the service context */
+void *ias_req_ctx(ias_req *r); /* the service context */
+/* Fault injection and hard stops: shuts the connection's write side now, after
+ * one last attempt to write what is queued, so the client reads what it got
+ * so far and then EOF (e.g. a chunked stream without its last chunk). Output
+ * queued later is dropped and the connection closes when the request ends
+ * (the handler still ends it: a reply or stream end, or on_close when the
+ * client leaves). IAS_ERR unless the handler still owes the reply (open or
+ * streaming), or if shutdown fails. */
+int ias_req_cut(ias_req *r);
 
 /* Lifetime (see the top of this file). */
 void ias_req_retain(ias_req *r);
@@ -176,10 +207,12 @@ const char *ias_http_reason(int status);
 /* Streaming (chunked). Backpressure: check ias_reply_stream_pending(); when it is
  * above your high-water mark stop producing and set on_drain, which fires once
  * (from the loop, never inside the call) when the pending bytes are at or below
- * low_water (evhttp_send_reply_chunk_with_cb); a new on_drain replaces the old.
+ * low_water; a new on_drain replaces the old.
  * While streaming, the connection's read timeout is off and its write timeout is
  * read_timeout_ms: a client that stops reading for that long is cut (on_close).
- * start/chunk return IAS_ERR when the request is closed or not streaming. */
+ * start/chunk return IAS_ERR when the request is closed or not streaming.
+ * An HTTP/1.0 client gets the body without chunked coding, ended by closing
+ * the connection; HEAD gets the head only. */
 int ias_reply_stream_start(ias_req *r, int status, const char *content_type) IAS_MUSTCHECK;
 int ias_reply_stream_chunk(ias_req *r, const void *data, size_t len) IAS_MUSTCHECK;
 size_t ias_reply_stream_pending(ias_req *r); /* bytes queued but not yet written to the socket */
