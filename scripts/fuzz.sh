@@ -57,24 +57,25 @@ for src in "${srcs[@]}"; do
 done
 [ "${#names[@]}" -gt 0 ] || ias_die "no fuzz target matches: ${want[*]}"
 
+# BUILD (as for make) selects the output directory.
+fz="${BUILD:-build}/fuzz"
 ias_log "building ${#names[@]} target(s)"
 jobs="$(nproc 2>/dev/null || echo 2)"
 if [ "${#want[@]}" -eq 0 ]; then
     make -s -j"$jobs" fuzz-build >&2 || ias_die "building the fuzz targets failed (make fuzz-build)"
 else
-    # shellcheck disable=SC2046
-    make -s -j"$jobs" $(printf 'build/fuzz/fuzz_%s ' "${names[@]}") >&2 ||
+    make -s -j"$jobs" "${names[@]/#/$fz/fuzz_}" >&2 ||
         ias_die "building the fuzz targets failed"
 fi
 
 # libFuzzer output is long; keep it in a log per target and show the tail on failure.
-mkdir -p build/fuzz/logs
+mkdir -p "$fz/logs"
 failed=()
 for n in "${names[@]}"; do
-    bin="build/fuzz/fuzz_$n"
+    bin="$fz/fuzz_$n"
     seeds="tests/fuzz/corpus/$n"
-    art="build/fuzz/artifacts/$n/"
-    log="build/fuzz/logs/$n.log"
+    art="$fz/artifacts/$n/"
+    log="$fz/logs/$n.log"
     rm -rf "$art"
     mkdir -p "$art"
     : >"$log"
@@ -82,10 +83,10 @@ for n in "${names[@]}"; do
     [ -f "tests/fuzz/$n.dict" ] && opts+=(-dict="tests/fuzz/$n.dict")
     # A scratch corpus, so new inputs never land in the repository.
     if [ "$mode" = smoke ]; then
-        work="build/fuzz/smoke-$n"
+        work="$fz/smoke-$n"
         rm -rf "$work"
     else
-        work="build/fuzz/corpus-$n"
+        work="$fz/corpus-$n"
     fi
     mkdir -p "$work"
     if [ -d "$seeds" ]; then

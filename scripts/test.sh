@@ -12,18 +12,21 @@ jobs=$(nproc 2>/dev/null || echo 2)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export IAS_REPO_ROOT=$root
-export IAS_BIN_DIR=$root/build/asan/bin
+# BUILD (as for make) selects the output directory; make reads it from the environment.
+export BUILD=${BUILD:-build}
+case $BUILD in /*) out=$BUILD ;; *) out=$root/$BUILD ;; esac
+export IAS_BIN_DIR=$out/asan/bin
 
 failed=()
 passed=0
 note() { printf '\n== %s\n' "$*"; }
 
-# Runs one test command with a deadline; output goes to build/test-logs/<name>.log
+# Runs one test command with a deadline; output goes to $BUILD/test-logs/<name>.log
 # and is shown only when it fails (or always with VERBOSE=1).
 run_one() {
     local name=$1 limit=$2
     shift 2
-    local log=build/test-logs/$name.log
+    local log=$out/test-logs/$name.log
     mkdir -p "$(dirname "$log")"
     local t0=$SECONDS
     if timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1; then
@@ -46,8 +49,8 @@ build() {
 unit() {
     note "unit tests (ASan+UBSan)"
     make -s -j"$jobs" tests >/dev/null || { echo "build failed"; exit 1; }
-    for t in build/asan/tests/unit/test_*; do
-        [ -x "$t" ] || continue
+    for t in "$out"/asan/tests/unit/test_*; do
+        [ -x "$t" ] || { failed+=("unit: no test binaries in $out/asan/tests/unit"); continue; }
         run_one "unit/$(basename "$t")" 300 "$t"
     done
 }
@@ -91,7 +94,7 @@ stack_up() {
 integration() {
     note "integration tests (real PostgreSQL, Redis, RabbitMQ)"
     make -s -j"$jobs" asan >/dev/null || { echo "build failed"; exit 1; }
-    for t in build/asan/tests/integration/test_*; do
+    for t in "$out"/asan/tests/integration/test_*; do
         [ -x "$t" ] || continue
         run_one "integration/$(basename "$t")" 600 "$t"
     done
