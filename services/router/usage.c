@@ -77,13 +77,19 @@ static void count_choices(router_usage *u, const cJSON *choices)
     }
 }
 
+/* Far above any context window, far below LLONG_MAX. */
+#define USAGE_TOKENS_MAX 1e12
+
 static void read_usage(router_usage *u, const cJSON *usage)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
 
-    if (!cJSON_IsObject(usage) || !cJSON_IsNumber(p) || !cJSON_IsNumber(c) || p->valuedouble < 0 ||
-        c->valuedouble < 0)
+    /* Out of range (negative, NaN, or past any real count: a cast of 1e128 to
+     * long long is undefined) is no usage: the router counts for itself. */
+    if (!cJSON_IsObject(usage) || !cJSON_IsNumber(p) || !cJSON_IsNumber(c) ||
+        !(p->valuedouble >= 0 && p->valuedouble <= USAGE_TOKENS_MAX) ||
+        !(c->valuedouble >= 0 && c->valuedouble <= USAGE_TOKENS_MAX))
         return;
     u->have_usage = true;
     u->prompt = (long long)p->valuedouble;
