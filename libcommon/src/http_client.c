@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
@@ -149,6 +150,8 @@ struct ias_http_client {
     host_pool *pools;
     ias_http_call *calls; /* live calls */
     ias_http_call *dead_calls;
+    ias_http_call *free_calls; /* reaped, kept for reuse (linked by dead_next) */
+    size_t nfree_calls;
     conn *dead_conns;
     struct event *reaper;
     ias_http_client_stats st;
@@ -197,16 +200,37 @@ static void fetch_state_free(fetch_state *f)
     free(f);
 }
 
+/* Reaped calls kept per client for the next requests: a call is a calloc
+ * and two event_new/event_free pairs otherwise, on every upstream request. */
+enum { CALL_FREELIST_MAX = 64 };
+
+static void call_destroy(ias_http_call *call)
+{
+    event_free(call->timer);
+    event_free(call->kick);
+    free(call);
+}
+
 static void reap(ias_http_client *c)
 {
     ias_http_call *call;
     while ((call = c->dead_calls)) {
         c->dead_calls = call->dead_next;
-        event_free(call->timer);
-        event_free(call->kick);
         fetch_state_free(call->fetch);
         free(call->reqbuf);
-        free(call);
+        if (c->closing || c->nfree_calls >= CALL_FREELIST_MAX) {
+            call_destroy(call);
+            continue;
+        }
+        /* the events keep pointing at this call, which is what a reused call
+         * needs; nothing of them may fire before then */
+        event_del(call->timer);
+        event_del(call->kick);
+        call->dead_next = c->free_calls;
+        c->free_calls = call;
+        c->nfree_calls++;
+        /* under ASan a pooled call stays poisoned: use-after-free is still caught */
+        IAS_POISON(call, sizeof(*call));
     }
     conn *k;
     while ((k = c->dead_conns)) {
@@ -936,6 +960,12 @@ void ias_http_client_free(ias_http_client *c)
         pool = next;
     }
     reap(c);
+    while ((call = c->free_calls)) {
+        IAS_UNPOISON(call, sizeof(*call));
+        c->free_calls = call->dead_next;
+        call_destroy(call);
+    }
+    c->nfree_calls = 0;
     dns_release(c->dnsh);
     event_free(c->reaper);
     free(c->hosts_file);
@@ -988,36 +1018,77 @@ static host_pool *pool_get(ias_http_client *c, const ias_http_url *u)
     return p;
 }
 
-static bool is_token(const char *s, size_t max)
+/* RFC 9110 tchar (the same set as ias_http_is_tchar), as a local table so
+ * the per-byte check of every upstream header name is not a call. */
+#define TC(c) [(unsigned char)(c)] = true
+static const bool tchar[256] = {
+    TC('!'), TC('#'), TC('$'), TC('%'), TC('&'), TC('\''), TC('*'), TC('+'), TC('-'), TC('.'),
+    TC('^'), TC('_'), TC('`'), TC('|'), TC('~'), TC('0'),  TC('1'), TC('2'), TC('3'), TC('4'),
+    TC('5'), TC('6'), TC('7'), TC('8'), TC('9'), TC('a'),  TC('b'), TC('c'), TC('d'), TC('e'),
+    TC('f'), TC('g'), TC('h'), TC('i'), TC('j'), TC('k'),  TC('l'), TC('m'), TC('n'), TC('o'),
+    TC('p'), TC('q'), TC('r'), TC('s'), TC('t'), TC('u'),  TC('v'), TC('w'), TC('x'), TC('y'),
+    TC('z'), TC('A'), TC('B'), TC('C'), TC('D'), TC('E'),  TC('F'), TC('G'), TC('H'), TC('I'),
+    TC('J'), TC('K'), TC('L'), TC('M'), TC('N'), TC('O'),  TC('P'), TC('Q'), TC('R'), TC('S'),
+    TC('T'), TC('U'), TC('V'), TC('W'), TC('X'), TC('Y'),  TC('Z'),
+};
+#undef TC
+
+/* Length of s if it is a token of at most max bytes, else 0. */
+static size_t token_len(const char *s, size_t max)
 {
     size_t n = 0;
-    for (; s[n]; n++) {
-        unsigned char ch = (unsigned char)s[n];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-.^_`|~", ch);
-        if (!ok || n >= max)
-            return false;
-    }
-    return n > 0;
+    for (; s[n]; n++)
+        if (n >= max || !tchar[(unsigned char)s[n]])
+            return 0;
+    return n;
 }
 
-static bool header_value_ok(const char *v)
+static bool value_byte_ok(unsigned char ch)
 {
-    for (; *v; v++) {
-        unsigned char ch = (unsigned char)*v;
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return false;
-    }
-    return true;
+    return (ch >= 0x20 || ch == '\t') && ch != 0x7f;
 }
 
-static bool header_forbidden(const char *name)
+/* Length of v, or SIZE_MAX when it holds a control byte. Eight bytes at a
+ * time: per byte, (w - 0x20) & ~w has its top bit set when the byte is below
+ * 0x20 (or, through a borrow, above such a byte) and (x - 1) & ~x when x =
+ * byte ^ 0x7f is 0; only a flagged word is looked at byte by byte (a tab is
+ * fine). */
+static size_t header_value_len(const char *v)
 {
-    static const char *const names[] = {
-        "Content-Length", "Transfer-Encoding", "Connection",      "Upgrade", "TE",
-        "Trailer",        "Keep-Alive",        "Proxy-Connection"};
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    size_t n = strlen(v), i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, x;
+        memcpy(&w, v + i, sizeof(w));
+        x = w ^ (ones * 0x7f);
+        if ((((w - ones * 0x20) & ~w) | ((x - ones) & ~x)) & high)
+            for (size_t k = i; k < i + 8; k++)
+                if (!value_byte_ok((unsigned char)v[k]))
+                    return SIZE_MAX;
+    }
+    for (; i < n; i++)
+        if (!value_byte_ok((unsigned char)v[i]))
+            return SIZE_MAX;
+    return n;
+}
+
+/* The length is compared first, so most names cost no strcasecmp at all. */
+static bool header_forbidden(const char *name, size_t len)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } names[] = {{"Content-Length", 14},
+                 {"Transfer-Encoding", 17},
+                 {"Connection", 10},
+                 {"Upgrade", 7},
+                 {"TE", 2},
+                 {"Trailer", 7},
+                 {"Keep-Alive", 10},
+                 {"Proxy-Connection", 16}};
     for (size_t i = 0; i < IAS_ARRAY_LEN(names); i++)
-        if (strcasecmp(name, names[i]) == 0)
+        if (len == names[i].len && strcasecmp(name, names[i].name) == 0)
             return true;
     return false;
 }
@@ -1027,7 +1098,9 @@ typedef struct dbuf {
     size_t len, cap;
 } dbuf;
 
-static void dbuf_add(dbuf *b, const void *d, size_t n)
+/* Callers reserve the exact size first (dbuf_reserve); growing stays as a
+ * safety net. The buffer is NUL-terminated once, at the end. */
+static void dbuf_reserve(dbuf *b, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 512;
@@ -1036,68 +1109,140 @@ static void dbuf_add(dbuf *b, const void *d, size_t n)
         b->p = ias_xrealloc(b->p, cap);
         b->cap = cap;
     }
+}
+
+static void dbuf_add(dbuf *b, const void *d, size_t n)
+{
+    dbuf_reserve(b, n);
     memcpy(b->p + b->len, d, n);
     b->len += n;
-    b->p[b->len] = '\0';
 }
 
-static void dbuf_str(dbuf *b, const char *s)
+#define DBUF_LIT(b, lit) dbuf_add((b), (lit), sizeof(lit) - 1)
+
+/* Decimal digits of v written backwards ending at end; returns the start. */
+static char *fmt_u64(char *end, uint64_t v)
 {
-    dbuf_add(b, s, strlen(s));
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
 }
 
-/* Serializes the request; NULL when it is invalid. */
+/* Header lengths of up to this many headers are kept on the stack between
+ * the check and the copy; longer lists measure again. */
+enum { HDR_LEN_CACHE = 64 };
+
+/* Serializes the request; NULL when it is invalid. No printf: this runs per
+ * upstream request. */
 static char *build_request(ias_http_client *c, const ias_http_request *req, const ias_http_url *u,
-                           const char *method, size_t *len)
+                           const char *method, size_t method_len, size_t *len)
 {
     bool has_host = false;
+    size_t hlen[HDR_LEN_CACHE][2];
+    size_t total = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const ias_http_header *h = &req->headers[i];
-        if (!h->name || !h->value || !is_token(h->name, 256) || !header_value_ok(h->value) ||
-            header_forbidden(h->name))
+        if (!h->name || !h->value)
             return NULL;
-        if (strcasecmp(h->name, "Host") == 0)
+        size_t nl = token_len(h->name, 256);
+        size_t vl = header_value_len(h->value);
+        if (nl == 0 || vl == SIZE_MAX || header_forbidden(h->name, nl))
+            return NULL;
+        if (nl == 4 && strcasecmp(h->name, "Host") == 0)
             has_host = true;
+        if (i < HDR_LEN_CACHE) {
+            hlen[i][0] = nl;
+            hlen[i][1] = vl;
+        }
+        total += nl + vl + 4;
     }
     if (req->body_len > 0 && !req->body)
         return NULL;
+    size_t host_len = strlen(u->host);
+    /* request line, Host, Content-Length, Connection, blank line: 128 covers
+     * the fixed parts (the numbers included) */
+    total += method_len + u->path_len + host_len + req->body_len + 128;
     dbuf b = {0};
-    dbuf_str(&b, method);
-    dbuf_str(&b, " ");
+    dbuf_reserve(&b, total);
+    dbuf_add(&b, method, method_len);
+    DBUF_LIT(&b, " ");
     if (u->path_len == 0 || u->path[0] == '?')
-        dbuf_str(&b, "/");
+        DBUF_LIT(&b, "/");
     dbuf_add(&b, u->path, u->path_len);
-    dbuf_str(&b, " HTTP/1.1\r\n");
+    DBUF_LIT(&b, " HTTP/1.1\r\n");
     if (!has_host) {
-        char hostline[300];
-        snprintf(hostline, sizeof(hostline), "Host: %s%s%s", u->host_is_ipv6 ? "[" : "", u->host,
-                 u->host_is_ipv6 ? "]" : "");
-        dbuf_str(&b, hostline);
+        char num[24], *ns;
+        DBUF_LIT(&b, "Host: ");
+        if (u->host_is_ipv6)
+            DBUF_LIT(&b, "[");
+        dbuf_add(&b, u->host, host_len);
+        if (u->host_is_ipv6)
+            DBUF_LIT(&b, "]");
         if (u->port != 80) {
-            snprintf(hostline, sizeof(hostline), ":%u", (unsigned)u->port);
-            dbuf_str(&b, hostline);
+            ns = fmt_u64(num + sizeof(num), u->port);
+            DBUF_LIT(&b, ":");
+            dbuf_add(&b, ns, (size_t)(num + sizeof(num) - ns));
         }
-        dbuf_str(&b, "\r\n");
+        DBUF_LIT(&b, "\r\n");
     }
     for (size_t i = 0; i < req->nheaders; i++) {
-        dbuf_str(&b, req->headers[i].name);
-        dbuf_str(&b, ": ");
-        dbuf_str(&b, req->headers[i].value);
-        dbuf_str(&b, "\r\n");
+        const ias_http_header *h = &req->headers[i];
+        size_t nl = i < HDR_LEN_CACHE ? hlen[i][0] : strlen(h->name);
+        size_t vl = i < HDR_LEN_CACHE ? hlen[i][1] : strlen(h->value);
+        dbuf_add(&b, h->name, nl);
+        DBUF_LIT(&b, ": ");
+        dbuf_add(&b, h->value, vl);
+        DBUF_LIT(&b, "\r\n");
     }
     if (req->body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
         strcmp(method, "PATCH") == 0) {
-        char cl[48];
-        snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", req->body_len);
-        dbuf_str(&b, cl);
+        char num[24];
+        char *ns = fmt_u64(num + sizeof(num), (uint64_t)req->body_len);
+        DBUF_LIT(&b, "Content-Length: ");
+        dbuf_add(&b, ns, (size_t)(num + sizeof(num) - ns));
+        DBUF_LIT(&b, "\r\n");
     }
     if (c->o.disable_keepalive)
-        dbuf_str(&b, "Connection: close\r\n");
-    dbuf_str(&b, "\r\n");
+        DBUF_LIT(&b, "Connection: close\r\n");
+    DBUF_LIT(&b, "\r\n");
     if (req->body_len > 0)
         dbuf_add(&b, req->body, req->body_len);
+    dbuf_reserve(&b, 0);
+    b.p[b.len] = '\0';
     *len = b.len;
     return b.p;
+}
+
+/* A zeroed call with its timer and kick events, from the client's free list
+ * when it has one; NULL when libevent cannot make the events. */
+static ias_http_call *call_alloc(ias_http_client *c)
+{
+    ias_http_call *call = c->free_calls;
+
+    if (call) {
+        IAS_UNPOISON(call, sizeof(*call));
+        c->free_calls = call->dead_next;
+        c->nfree_calls--;
+        struct event *timer = call->timer, *kick = call->kick;
+        memset(call, 0, sizeof(*call));
+        call->timer = timer;
+        call->kick = kick;
+        return call;
+    }
+    call = ias_xcalloc(1, sizeof(*call));
+    call->timer = event_new(c->base, -1, 0, call_timer_cb, call);
+    call->kick = event_new(c->base, -1, 0, call_kick_cb, call);
+    if (!call->timer || !call->kick) {
+        if (call->timer)
+            event_free(call->timer);
+        if (call->kick)
+            event_free(call->kick);
+        free(call);
+        return NULL;
+    }
+    return call;
 }
 
 static ias_http_call *request_start(ias_http_client *c, const ias_http_request *req,
@@ -1109,13 +1254,18 @@ static ias_http_call *request_start(ias_http_client *c, const ias_http_request *
     if (ias_http_url_parse(req->url, &u) != IAS_OK)
         return NULL;
     const char *method = req->method ? req->method : "GET";
-    if (!is_token(method, MAX_METHOD_LEN))
+    size_t method_len = token_len(method, MAX_METHOD_LEN);
+    if (method_len == 0)
         return NULL;
     size_t reqlen = 0;
-    char *reqbuf = build_request(c, req, &u, method, &reqlen);
+    char *reqbuf = build_request(c, req, &u, method, method_len, &reqlen);
     if (!reqbuf)
         return NULL;
-    ias_http_call *call = ias_xcalloc(1, sizeof(*call));
+    ias_http_call *call = call_alloc(c);
+    if (!call) {
+        free(reqbuf);
+        return NULL;
+    }
     call->c = c;
     call->cb = *cb;
     call->arg = arg;
@@ -1129,17 +1279,6 @@ static ias_http_call *request_start(ias_http_client *c, const ias_http_request *
     call->max_header_bytes = req->max_response_header_bytes ? req->max_response_header_bytes
                                                             : c->o.max_response_header_bytes;
     call->max_body = max_body;
-    call->timer = event_new(c->base, -1, 0, call_timer_cb, call);
-    call->kick = event_new(c->base, -1, 0, call_kick_cb, call);
-    if (!call->timer || !call->kick) {
-        if (call->timer)
-            event_free(call->timer);
-        if (call->kick)
-            event_free(call->kick);
-        free(reqbuf);
-        free(call);
-        return NULL;
-    }
     if (call->total_ms)
         call->total_deadline = ias_now_ms() + (uint64_t)call->total_ms;
     call->pool = pool_get(c, &u);

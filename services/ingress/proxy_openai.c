@@ -137,6 +137,38 @@ static size_t forward_client_headers(v1_call *c, ias_http_header *h, size_t max)
     return n;
 }
 
+/* Appends s to dst[0..cap) at *used, cutting it as snprintf would (dst stays
+ * NUL-terminated); without snprintf's format machinery, per request. */
+static void put_cut(char *dst, size_t cap, size_t *used, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (*used + 1 >= cap)
+        return;
+    if (n > cap - 1 - *used)
+        n = cap - 1 - *used;
+    memcpy(dst + *used, s, n);
+    *used += n;
+    dst[*used] = '\0';
+}
+
+/* v as decimal into out (24 bytes hold any int64_t). */
+static void fmt_i64(char out[24], int64_t v)
+{
+    char num[24];
+    size_t i = sizeof(num);
+    uint64_t u = v < 0 ? 0ULL - (uint64_t)v : (uint64_t)v;
+
+    num[--i] = '\0';
+    do {
+        num[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        num[--i] = '-';
+    memcpy(out, num + i, sizeof(num) - i);
+}
+
 static void forward(v1_call *c)
 {
     ingress_ctx *ctx = c->ctx;
@@ -155,8 +187,11 @@ static void forward(v1_call *c)
         body = text;
         body_len = strlen(text);
     }
-    snprintf(url, sizeof(url), "%s%s", ctx->router_url,
-             c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
+    size_t url_len = 0;
+    url[0] = '\0';
+    put_cut(url, sizeof(url), &url_len, ctx->router_url);
+    put_cut(url, sizeof(url), &url_len,
+            c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
     /* Built from scratch: nothing the client sent as X-Ias-* can reach the router. */
     h[n++] = (ias_http_header){"Content-Type", "application/json"};
     if (accept)
@@ -168,7 +203,7 @@ static void forward(v1_call *c)
     h[n++] = (ias_http_header){"X-Ias-Key-Id", c->key.key_id};
     h[n++] = (ias_http_header){"X-Ias-Role", c->key.role};
     if (c->resv_id[0]) {
-        snprintf(reserved, sizeof(reserved), "%" PRId64, c->reserved);
+        fmt_i64(reserved, c->reserved);
         h[n++] = (ias_http_header){"X-Ias-Reservation", c->resv_id};
         h[n++] = (ias_http_header){"X-Ias-Reserved-Tokens", reserved};
     }

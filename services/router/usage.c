@@ -2,6 +2,7 @@
 #include "usage.h"
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,24 +97,60 @@ static void read_usage(router_usage *u, const cJSON *usage)
     u->completion = (long long)c->valuedouble;
 }
 
+/* Marks the bytes of w that are '"', '\\' or below ' ' with their top bit,
+ * 8 bytes at once: per byte, (x - 1) & ~x has its top bit set when x was 0,
+ * and (w - 0x20) & ~w when the byte was below 0x20. A borrow can only mark
+ * bytes above a true match, so in little-endian order the lowest mark is
+ * always a true one. */
+static uint64_t word_specials(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * ' ') & ~w)) & high;
+}
+
 /* The end of the string whose opening quote is at p (the closing quote), or
  * NULL; *escaped tells whether it holds a backslash or a control byte, i.e.
- * whether its raw bytes may differ from what cJSON makes of them. */
+ * whether its raw bytes may differ from what cJSON makes of them. Plain bytes
+ * are skipped 8 at a time: a byte at a time, this scan was most of the
+ * router's cost per stream chunk. */
 static const char *string_end(const char *p, const char *end, bool *escaped)
 {
-    *escaped = false;
-    for (const char *q = p + 1; q < end; q++) {
-        unsigned char c = (unsigned char)*q;
+    const char *q = p + 1;
+    bool esc = false;
 
-        if (c == '"')
-            return q;
-        if (c == '\\') {
-            *escaped = true;
-            q++; /* the escaped byte, whatever it is */
-        } else if (c < ' ') {
-            *escaped = true;
+    while (q < end) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (end - q >= 8) {
+            uint64_t w, m;
+
+            memcpy(&w, q, sizeof(w));
+            m = word_specials(w);
+            if (m == 0) {
+                q += 8;
+                continue;
+            }
+            q += __builtin_ctzll(m) / 8; /* the first special byte */
         }
+#endif
+        unsigned char c = (unsigned char)*q;
+        if (c == '"') {
+            *escaped = esc;
+            return q;
+        }
+        if (c == '\\') {
+            esc = true;
+            if (end - q < 2)
+                break;
+            q += 2; /* the escaped byte, whatever it is */
+            continue;
+        }
+        if (c < ' ')
+            esc = true;
+        q++;
     }
+    *escaped = esc;
     return NULL;
 }
 

@@ -316,9 +316,31 @@ static void test_async_commands(void **state)
     assert_false(res.had_reply);
     assert_non_null(strstr(res.err, "not supported"));
 
-    const char *del[] = {"DEL", key, ckey};
-    async_cmd_wait(base, a, 3, del, &res);
-    assert_int_equal(res.integer, 2);
+    /* A command larger than op_submit's stack buffer (and below ASan's 4 KiB
+     * malloc fill, so a missing NUL is caught), with RESP framing
+     * bytes inside the value: sent byte for byte (the heap path). */
+    enum { BIG = 3000 };
+    static char big[BIG + 1];
+    char bkey[128], range[BIG + 1];
+    for (int i = 0; i < BIG; i++)
+        big[i] = "ab\r\n$*9"[i % 7];
+    big[BIG] = '\0';
+    snprintf(bkey, sizeof(bkey), "%s:big", key);
+    const char *setbig[] = {"SET", bkey, big, "PX", "60000"};
+    async_cmd_wait(base, a, 5, setbig, &res);
+    assert_string_equal(res.str, "OK");
+    const char *strlen_cmd[] = {"STRLEN", bkey};
+    async_cmd_wait(base, a, 2, strlen_cmd, &res);
+    assert_int_equal(res.integer, BIG);
+    const char *getrange[] = {"GETRANGE", bkey, "0", "199"};
+    async_cmd_wait(base, a, 4, getrange, &res);
+    memcpy(range, big, 200);
+    range[200] = '\0';
+    assert_string_equal(res.str, range);
+
+    const char *del[] = {"DEL", key, ckey, bkey};
+    async_cmd_wait(base, a, 4, del, &res);
+    assert_int_equal(res.integer, 3);
 
     ias_redis_async_free(a);
     event_base_free(base);
