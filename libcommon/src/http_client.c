@@ -1018,27 +1018,12 @@ static host_pool *pool_get(ias_http_client *c, const ias_http_url *u)
     return p;
 }
 
-/* RFC 9110 tchar (the same set as ias_http_is_tchar), as a local table so
- * the per-byte check of every upstream header name is not a call. */
-#define TC(c) [(unsigned char)(c)] = true
-static const bool tchar[256] = {
-    TC('!'), TC('#'), TC('$'), TC('%'), TC('&'), TC('\''), TC('*'), TC('+'), TC('-'), TC('.'),
-    TC('^'), TC('_'), TC('`'), TC('|'), TC('~'), TC('0'),  TC('1'), TC('2'), TC('3'), TC('4'),
-    TC('5'), TC('6'), TC('7'), TC('8'), TC('9'), TC('a'),  TC('b'), TC('c'), TC('d'), TC('e'),
-    TC('f'), TC('g'), TC('h'), TC('i'), TC('j'), TC('k'),  TC('l'), TC('m'), TC('n'), TC('o'),
-    TC('p'), TC('q'), TC('r'), TC('s'), TC('t'), TC('u'),  TC('v'), TC('w'), TC('x'), TC('y'),
-    TC('z'), TC('A'), TC('B'), TC('C'), TC('D'), TC('E'),  TC('F'), TC('G'), TC('H'), TC('I'),
-    TC('J'), TC('K'), TC('L'), TC('M'), TC('N'), TC('O'),  TC('P'), TC('Q'), TC('R'), TC('S'),
-    TC('T'), TC('U'), TC('V'), TC('W'), TC('X'), TC('Y'),  TC('Z'),
-};
-#undef TC
-
 /* Length of s if it is a token of at most max bytes, else 0. */
 static size_t token_len(const char *s, size_t max)
 {
     size_t n = 0;
     for (; s[n]; n++)
-        if (n >= max || !tchar[(unsigned char)s[n]])
+        if (n >= max || !ias_http_tchar[(unsigned char)s[n]])
             return 0;
     return n;
 }

@@ -69,7 +69,7 @@ struct ias_http_parser {
 /* RFC 9110 tchar, as a table: header names are scanned byte by byte on every
  * request and response. */
 #define TC(c) [(unsigned char)(c)] = 1
-static const unsigned char tchar_table[256] = {
+const unsigned char ias_http_tchar[256] = {
     TC('!'), TC('#'), TC('$'), TC('%'), TC('&'), TC('\''), TC('*'), TC('+'), TC('-'), TC('.'),
     TC('^'), TC('_'), TC('`'), TC('|'), TC('~'), TC('0'),  TC('1'), TC('2'), TC('3'), TC('4'),
     TC('5'), TC('6'), TC('7'), TC('8'), TC('9'), TC('a'),  TC('b'), TC('c'), TC('d'), TC('e'),
@@ -83,12 +83,12 @@ static const unsigned char tchar_table[256] = {
 
 static bool is_tchar(unsigned char c)
 {
-    return tchar_table[c] != 0;
+    return ias_http_tchar[c] != 0;
 }
 
 bool ias_http_is_tchar(unsigned char c)
 {
-    return tchar_table[c] != 0;
+    return ias_http_tchar[c] != 0;
 }
 
 static bool is_ows(char c)

@@ -40,8 +40,10 @@ bool ias_http_header_has_token(const char *value, const char *token);
  * (after its trailing whitespace) in place, points *value at the value and
  * returns NULL; otherwise returns what is wrong and changes nothing. */
 const char *ias_http_field_line(char *s, size_t len, char **value);
-/* RFC 9110 token character (header names, methods). */
+/* RFC 9110 token character (header names, methods); the table is for loops
+ * that check every byte of a name and should not pay a call per byte. */
 bool ias_http_is_tchar(unsigned char c);
+extern const unsigned char ias_http_tchar[256];
 
 typedef struct ias_http_response {
     int status;        /* 100..599 */
