@@ -9,7 +9,8 @@
 #             backends and RabbitMQ is reported with the drain;
 #   query   - analytics API p50/p99 over BENCH_USAGE_ROWS (10 M) usage events
 #             of 1,000 orgs x 100 users, seeded with SQL (generate_series into
-#             usage_events, then usage_rollups_hourly aggregated from them).
+#             usage_events, then usage_rollups_hourly aggregated from them, and
+#             the month totals and daily rollups from those).
 #
 #   bench/accounting.sh [ingest|query|all]        (default all)
 #
@@ -92,7 +93,10 @@ results=$W/results.md
 : >"$results"
 row() { echo "$*" | tee -a "$results"; }
 
-machine="$(uname -sr), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), load $(cut -d' ' -f1-3 /proc/loadavg) at start"
+# IO stalls (PSI) matter as much as the load: a request that reads pages out
+# of the page cache waits for the disk.
+hoststate() { echo "load $(cut -d' ' -f1-3 /proc/loadavg)$(awk '/^some/ {sub("avg60=", "", $3); printf ", io pressure (PSI some avg60) %s %%", $3}' /proc/pressure/io 2>/dev/null)"; }
+machine="$(uname -sr), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(hoststate) at start"
 row "Run $(date -u '+%Y-%m-%d %H:%M UTC'), $machine; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 row ""
 
@@ -223,8 +227,11 @@ seed_usage() { # dsn
     psql "$dsn" -qAt -v ON_ERROR_STOP=1 >/dev/null <<SQL
 SELECT ias_ensure_usage_partitions(((now() AT TIME ZONE 'UTC') - interval '40 days')::date, 3);
 ALTER TABLE usage_events DROP CONSTRAINT usage_events_event_key;
-DROP INDEX usage_events_org_time_idx, usage_events_org_user_time_idx, usage_rollups_hourly_hour_idx;
+DROP INDEX usage_events_org_time_idx, usage_events_org_user_cover_idx, usage_rollups_hourly_hour_idx,
+    usage_rollups_daily_model_day_idx, usage_rollups_daily_user_key_day_idx;
 ALTER TABLE usage_rollups_hourly DROP CONSTRAINT usage_rollups_hourly_key;
+ALTER TABLE usage_rollups_daily_model DROP CONSTRAINT usage_rollups_daily_model_key;
+ALTER TABLE usage_rollups_daily_user_key DROP CONSTRAINT usage_rollups_daily_user_key_key;
 SQL
     for i in $(seq 0 9); do
         lo=$((i * chunk + 1))
@@ -274,16 +281,39 @@ FROM (SELECT org_id, user_id, requests, errors, prompt_tokens, completion_tokens
       FROM usage_rollups_hourly) r
 GROUP BY GROUPING SETS ((org_id, month), (org_id, month, user_id))
 HAVING grouping(user_id) = 1 OR user_id IS NOT NULL;
--- the definitions of migrations/0004_usage.up.sql and 0009_accounting_rollup_key_cover.up.sql
+-- daily rollups as migrations/0011_usage_rollups_daily.up.sql backfills them
+-- (the consumer keeps them; the org-wide summaries and daily series read them)
+INSERT INTO usage_rollups_daily_model (org_id, day, model, requests, errors, prompt_tokens,
+                                       completion_tokens, cost)
+SELECT org_id, (hour AT TIME ZONE 'UTC')::date, model, sum(requests), sum(errors),
+       sum(prompt_tokens), sum(completion_tokens), sum(cost)
+FROM usage_rollups_hourly GROUP BY 1, 2, 3 ORDER BY 2;
+INSERT INTO usage_rollups_daily_user_key (org_id, day, user_id, api_key_id, requests, errors,
+                                          prompt_tokens, completion_tokens, cost)
+SELECT org_id, (hour AT TIME ZONE 'UTC')::date, user_id, api_key_id, sum(requests), sum(errors),
+       sum(prompt_tokens), sum(completion_tokens), sum(cost)
+FROM usage_rollups_hourly GROUP BY 1, 2, 3, 4 ORDER BY 2;
+-- the definitions of migrations/0004_usage.up.sql, 0009_accounting_rollup_key_cover.up.sql
+-- and 0011_usage_rollups_daily.up.sql
 ALTER TABLE usage_events ADD CONSTRAINT usage_events_event_key UNIQUE (event_id, created_at);
 CREATE INDEX usage_events_org_time_idx ON usage_events (org_id, created_at, event_id);
-CREATE INDEX usage_events_org_user_time_idx ON usage_events (org_id, user_id, created_at);
+CREATE INDEX usage_events_org_user_cover_idx ON usage_events (org_id, user_id, created_at, event_id)
+    INCLUDE (received_at, request_id, api_key_id, model, backend, status, prompt_tokens,
+             completion_tokens, cost, ttft_ms, duration_ms, stream, aborted);
 ALTER TABLE usage_rollups_hourly ADD CONSTRAINT usage_rollups_hourly_key
     UNIQUE NULLS NOT DISTINCT (org_id, hour, user_id, api_key_id, model)
     INCLUDE (requests, errors, prompt_tokens, completion_tokens, cost);
 CREATE INDEX usage_rollups_hourly_hour_idx ON usage_rollups_hourly USING brin (hour);
+ALTER TABLE usage_rollups_daily_model ADD CONSTRAINT usage_rollups_daily_model_key
+    PRIMARY KEY (org_id, day, model) INCLUDE (requests, errors, prompt_tokens, completion_tokens, cost);
+CREATE INDEX usage_rollups_daily_model_day_idx ON usage_rollups_daily_model USING brin (day);
+ALTER TABLE usage_rollups_daily_user_key ADD CONSTRAINT usage_rollups_daily_user_key_key
+    UNIQUE NULLS NOT DISTINCT (org_id, day, user_id, api_key_id)
+    INCLUDE (requests, errors, prompt_tokens, completion_tokens, cost);
+CREATE INDEX usage_rollups_daily_user_key_day_idx ON usage_rollups_daily_user_key USING brin (day);
 SQL
-    psql "$dsn" -qAt -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_rollups_hourly" >/dev/null
+    psql "$dsn" -qAt -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE usage_events" -c "VACUUM ANALYZE usage_rollups_hourly" \
+        -c "VACUUM ANALYZE usage_rollups_daily_model" -c "VACUUM ANALYZE usage_rollups_daily_user_key" >/dev/null
 }
 
 wrk_row() { # label path
@@ -316,8 +346,8 @@ bench_query() {
     else
         seed_secs="reused from an earlier run today"
     fi
-    local nev nroll size
-    read -r nev nroll size < <(psql "$dsn" -qAt -F' ' -c "SELECT (SELECT count(*) FROM usage_events), (SELECT count(*) FROM usage_rollups_hourly), pg_size_pretty(pg_database_size(current_database()))")
+    local nev nroll nmodel nuk size
+    read -r nev nroll nmodel nuk size < <(psql "$dsn" -qAt -F' ' -c "SELECT (SELECT count(*) FROM usage_events), (SELECT count(*) FROM usage_rollups_hourly), (SELECT count(*) FROM usage_rollups_daily_model), (SELECT count(*) FROM usage_rollups_daily_user_key), pg_size_pretty(pg_database_size(current_database()))")
 
     # One org-admin token per org (minted with the service's secret); the
     # user in each line is one of that org's users.
@@ -342,7 +372,7 @@ PY
 
     row "### Usage queries"
     row ""
-    row "$nev usage_events rows, $nroll usage_rollups_hourly rows ($ORGS orgs x $USERS users, last 28 days; database $size; seeding: ${seed_secs});"
+    row "$nev usage_events rows, $nroll usage_rollups_hourly rows, $nmodel usage_rollups_daily_model and $nuk usage_rollups_daily_user_key rows ($ORGS orgs x $USERS users, last 28 days; database $size; seeding: ${seed_secs});"
     row "one ias-accounting (2 workers, consumer off), wrk -t1 -c$CONNS ${SECS}s per row, a random org per request, org-admin token, default range (last 30 days)."
     row ""
     row "| query | path | req/s | p50 | p99 | errors |"
@@ -359,7 +389,8 @@ PY
         ts+=("$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $admin" "http://127.0.0.1:$acct_port/api/v1/usage/summary?group_by=model")")
     done
     row ""
-    row "System-wide summary by model (system admin, all $nroll rollup rows of 30 days), 3 sequential requests: ${ts[*]} s."
+    row "Host at the end of the rows: $(hoststate)."
+    row "System-wide summary by model (system admin, every org's daily rollups of 30 days), 3 sequential requests: ${ts[*]} s."
     row ""
     stop_pid "$acct_pid"
 }

@@ -1,5 +1,6 @@
-/* Analytics API under /api/v1/usage: totals and time series (from the hourly
- * rollups), raw events and budget alerts with cursor pagination, JSON or CSV.
+/* Analytics API under /api/v1/usage: totals and time series (from the daily
+ * rollups for whole UTC days, the hourly ones for the rest), raw events and
+ * budget alerts with cursor pagination, JSON or CSV.
  *
  * Scope: a system admin sees everything (org_id optional); an org admin or org
  * user sees their own org only -- asking for another org answers 404, as if it
@@ -30,6 +31,7 @@ typedef struct scope {
     char org[ACCT_UUID_LEN + 1];  /* "" = every org (system admin only) */
     char user[ACCT_UUID_LEN + 1]; /* "" = every user */
     char from[32], to[32];        /* normalised ISO times */
+    int64_t from_ms, to_ms;
     bool csv;
 } scope;
 
@@ -133,6 +135,8 @@ static int scope_parse(ias_req *r, acct_ctx *ctx, scope *sc)
         bad_param(r, "from must be before to, at most 366 days apart");
         return IAS_ERR;
     }
+    sc->from_ms = from_ms;
+    sc->to_ms = to_ms;
     ias_iso8601_ms(from_ms, sc->from, sizeof(sc->from));
     ias_iso8601_ms(to_ms, sc->to, sizeof(sc->to));
     if (has_fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0) {
@@ -143,31 +147,29 @@ static int scope_parse(ias_req *r, acct_ctx *ctx, scope *sc)
     return IAS_OK;
 }
 
-/* group_by: none (default), model, user, key -> SQL expression (whitelisted). */
-static int group_parse(ias_req *r, const char **expr, const char **name)
+typedef enum group { GROUP_NONE, GROUP_MODEL, GROUP_USER, GROUP_KEY } group;
+
+static const char *const GROUP_NAME[] = {"none", "model", "user", "key"};
+/* The rollup column of each group (whitelisted SQL). Groups are formed on the
+ * column itself and turned into text once per group, not once per row. */
+static const char *const GROUP_COL[] = {"NULL::text", "model", "user_id", "api_key_id"};
+
+/* group_by: none (default), model, user, key. */
+static int group_parse(ias_req *r, group *g)
 {
-    char g[16];
+    char v[16];
     bool has;
 
-    if (!param(r, "group_by", g, sizeof(g), &has))
+    if (!param(r, "group_by", v, sizeof(v), &has))
         return IAS_ERR;
-    if (!has || strcmp(g, "none") == 0) {
-        *expr = "NULL::text";
-        *name = "none";
-    } else if (strcmp(g, "model") == 0) {
-        *expr = "model";
-        *name = "model";
-    } else if (strcmp(g, "user") == 0) {
-        *expr = "user_id::text";
-        *name = "user";
-    } else if (strcmp(g, "key") == 0) {
-        *expr = "api_key_id::text";
-        *name = "key";
-    } else {
-        bad_param(r, "group_by must be none, model, user or key");
-        return IAS_ERR;
+    for (size_t i = 0; i < IAS_ARRAY_LEN(GROUP_NAME); i++) {
+        if (strcmp(has ? v : "none", GROUP_NAME[i]) == 0) {
+            *g = (group)i;
+            return IAS_OK;
+        }
     }
-    return IAS_OK;
+    bad_param(r, "group_by must be none, model, user or key");
+    return IAS_ERR;
 }
 
 static const char *nz(const char *s)
@@ -280,11 +282,84 @@ static void add_sums(cJSON *o, const PGresult *res, int i, int first)
     " coalesce(sum(prompt_tokens), 0) AS s3, coalesce(sum(completion_tokens), 0) AS s4,"           \
     " coalesce(sum(prompt_tokens + completion_tokens), 0) AS s5,"                                  \
     " coalesce(sum(cost), 0)::text AS s6"
-/* Hours that start inside [from, to); $3 org, $4 user (NULL = any). */
-#define SCOPE_SQL                                                                                  \
-    " FROM usage_rollups_hourly WHERE hour >= date_trunc('hour', $1::timestamptz, 'UTC')"          \
-    " AND hour < $2::timestamptz AND ($3::uuid IS NULL OR org_id = $3::uuid)"                      \
-    " AND ($4::uuid IS NULL OR user_id = $4::uuid)"
+#define ROLLUP_COLS " requests, errors, prompt_tokens, completion_tokens, cost"
+/* $3 org, $4 user (NULL = any). */
+#define ORG_SQL " AND ($3::uuid IS NULL OR org_id = $3::uuid)"
+#define USER_SQL " AND ($4::uuid IS NULL OR user_id = $4::uuid)"
+
+/* ---- which rollups a range reads --------------------------------------- */
+
+#define HOUR_MS (3600LL * 1000)
+
+/* a / b rounded down (b > 0), also for times before 1970. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* The daily rollup (migration 0011) that holds the sums a request groups by,
+ * or NULL. The user and key table has the user too, so it also serves
+ * user_id filters, except by model: those read the hourly rollups. */
+static const char *daily_table(const scope *sc, group g)
+{
+    if (g == GROUP_USER || g == GROUP_KEY || (g == GROUP_NONE && sc->user[0]))
+        return "usage_rollups_daily_user_key";
+    return sc->user[0] ? NULL : "usage_rollups_daily_model";
+}
+
+/* The rollup rows of a summary or a time series, as a subquery with the
+ * columns [t,] gk, requests, errors, prompt_tokens, completion_tokens, cost:
+ * t the start of the interval ("hour" or "day"; none if interval is NULL),
+ * gk the group's column.
+ *
+ * The range is the hours that start inside [date_trunc('hour', from), to):
+ * lo <= hour < hi with lo = from rounded down and hi = to rounded up to a whole
+ * hour. For summaries and daily series the whole UTC days inside it, dlo <=
+ * day < dhi (lo rounded up, hi rounded down to a day), come from the group's
+ * daily rollup, one row per day where the hourly rollups have one per hour;
+ * the partial days at the ends, lo <= hour < dlo and dhi <= hour < to, from
+ * the hourly rollups. The sums are the same. Then $5 and $6 are dlo and dhi
+ * (written into dlo and dhi) and *nparams is 6, else 4. */
+static char *rollup_rows(const scope *sc, group g, const char *interval, char *dlo, char *dhi,
+                         size_t len, int *nparams)
+{
+#define HOURLY_SQL                                                                                 \
+    "SELECT %s %s AS gk," ROLLUP_COLS                                                              \
+    " FROM usage_rollups_hourly WHERE hour >= %s AND hour < %s" ORG_SQL USER_SQL
+    static const char FROM_HOUR[] = "date_trunc('hour', $1::timestamptz, 'UTC')";
+    bool by_day = interval == NULL || strcmp(interval, "day") == 0;
+    const char *daily = by_day ? daily_table(sc, g) : NULL;
+    const char *gcol = GROUP_COL[g];
+    const char *ht = interval == NULL          ? ""
+                     : strcmp(interval, "day") ? "date_trunc('hour', hour, 'UTC') AS t,"
+                                               : "date_trunc('day', hour, 'UTC') AS t,";
+    int64_t lo = floor_div(sc->from_ms, HOUR_MS) * HOUR_MS;
+    int64_t hi = floor_div(sc->to_ms + HOUR_MS - 1, HOUR_MS) * HOUR_MS;
+    int64_t dlo_ms = floor_div(lo + DAY_MS - 1, DAY_MS) * DAY_MS;
+    int64_t dhi_ms = floor_div(hi, DAY_MS) * DAY_MS;
+    char *head, *tail, *sql;
+
+    if (daily == NULL || dlo_ms >= dhi_ms) {
+        *nparams = 4;
+        return ias_xasprintf(HOURLY_SQL, ht, gcol, FROM_HOUR, "$2::timestamptz");
+    }
+    *nparams = 6;
+    ias_iso8601_ms(dlo_ms, dlo, len);
+    ias_iso8601_ms(dhi_ms, dhi, len);
+    head = ias_xasprintf(HOURLY_SQL, ht, gcol, FROM_HOUR, "$5::timestamptz");
+    tail = ias_xasprintf(HOURLY_SQL, ht, gcol, "$6::timestamptz", "$2::timestamptz");
+    sql = ias_xasprintf(
+        "%s UNION ALL SELECT %s %s AS gk," ROLLUP_COLS " FROM %s"
+        " WHERE day >= ($5::timestamptz AT TIME ZONE 'UTC')::date"
+        " AND day < ($6::timestamptz AT TIME ZONE 'UTC')::date" ORG_SQL "%s UNION ALL %s",
+        head, interval ? "(day::timestamp AT TIME ZONE 'UTC') AS t," : "", gcol, daily,
+        strcmp(daily, "usage_rollups_daily_user_key") == 0 ? USER_SQL : "", tail);
+    free(head);
+    free(tail);
+    return sql;
+#undef HOURLY_SQL
+}
 
 /* ---- GET /api/v1/usage/summary ----------------------------------------- */
 
@@ -292,26 +367,32 @@ void acct_handle_summary(ias_req *r, void *vctx)
 {
     acct_ctx *ctx = vctx;
     ias_pg *pg = acct_worker_pg(r);
-    const char *gexpr, *gname, *params[4];
+    const char *params[6];
+    char dlo[32] = "", dhi[32] = "";
+    group g;
     scope sc;
     PGresult *res = NULL;
-    char *sql;
+    char *rows, *sql;
     cJSON *out, *groups;
-    int rc, ngroups;
+    int rc, ngroups, nparams;
 
-    if (scope_parse(r, ctx, &sc) != IAS_OK || group_parse(r, &gexpr, &gname) != IAS_OK)
+    if (scope_parse(r, ctx, &sc) != IAS_OK || group_parse(r, &g) != IAS_OK)
         return;
     params[0] = sc.from;
     params[1] = sc.to;
     params[2] = nz(sc.org);
     params[3] = nz(sc.user);
+    params[4] = dlo;
+    params[5] = dhi;
+    rows = rollup_rows(&sc, g, NULL, dlo, dhi, sizeof(dlo), &nparams);
     /* One scan for the groups and the totals: the empty grouping set is the
      * totals row (grouping flag 1), sorted after every group; it is there
      * even when no row matches. */
-    sql = ias_xasprintf("SELECT %s, " SUMS_SQL ", GROUPING(%s) AS t" SCOPE_SQL
-                        " GROUP BY GROUPING SETS ((%s), ()) ORDER BY t, 1 NULLS FIRST LIMIT %d",
-                        gexpr, gexpr, gexpr, MAX_POINTS + 2);
-    rc = ias_pg_exec(pg, sql, 4, params, &res);
+    sql = ias_xasprintf("SELECT gk::text, " SUMS_SQL ", GROUPING(gk) AS t FROM (%s) r"
+                        " GROUP BY GROUPING SETS ((gk), ()) ORDER BY t, 1 NULLS FIRST LIMIT %d",
+                        rows, MAX_POINTS + 2);
+    free(rows);
+    rc = ias_pg_exec(pg, sql, nparams, params, &res);
     free(sql);
     if (rc != IAS_OK) {
         db_error(r, pg);
@@ -327,17 +408,17 @@ void acct_handle_summary(ias_req *r, void *vctx)
         reply_csv(r, res, ngroups, cols, IAS_ARRAY_LEN(cols), "usage-summary.csv");
     } else {
         out = scope_json(&sc);
-        add_str(out, "group_by", gname);
+        add_str(out, "group_by", GROUP_NAME[g]);
         {
             cJSON *t = cJSON_AddObjectToObject(out, "totals");
             add_sums(t, res, ngroups, 1);
         }
         groups = cJSON_AddArrayToObject(out, "groups");
-        for (int i = 0; strcmp(gname, "none") != 0 && i < ngroups; i++) {
-            cJSON *g = cJSON_CreateObject();
-            add_str(g, "key", ias_pg_value(res, i, 0));
-            add_sums(g, res, i, 1);
-            cJSON_AddItemToArray(groups, g);
+        for (int i = 0; g != GROUP_NONE && i < ngroups; i++) {
+            cJSON *o = cJSON_CreateObject();
+            add_str(o, "key", ias_pg_value(res, i, 0));
+            add_sums(o, res, i, 1);
+            cJSON_AddItemToArray(groups, o);
         }
         (void)ias_reply_json(r, 200, out);
         cJSON_Delete(out);
@@ -351,15 +432,16 @@ void acct_handle_timeseries(ias_req *r, void *vctx)
 {
     acct_ctx *ctx = vctx;
     ias_pg *pg = acct_worker_pg(r);
-    const char *gexpr, *gname, *params[4];
-    char interval[8];
+    const char *params[6];
+    char interval[8], dlo[32] = "", dhi[32] = "";
     bool has_interval;
+    group g;
     scope sc;
     PGresult *res = NULL;
-    char *sql;
-    int rc;
+    char *rows, *sql;
+    int rc, nparams;
 
-    if (scope_parse(r, ctx, &sc) != IAS_OK || group_parse(r, &gexpr, &gname) != IAS_OK ||
+    if (scope_parse(r, ctx, &sc) != IAS_OK || group_parse(r, &g) != IAS_OK ||
         !param(r, "interval", interval, sizeof(interval), &has_interval))
         return;
     if (!has_interval)
@@ -372,14 +454,18 @@ void acct_handle_timeseries(ias_req *r, void *vctx)
     params[1] = sc.to;
     params[2] = nz(sc.org);
     params[3] = nz(sc.user);
-    /* Group on the truncated timestamp and format only the grouped rows:
-     * to_char per input row cost more than the aggregation itself. */
-    sql = ias_xasprintf("SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), g,"
-                        " s1, s2, s3, s4, s5, s6 FROM (SELECT date_trunc('%s', hour, 'UTC') AS t,"
-                        " %s AS g, " SUMS_SQL_AS SCOPE_SQL " GROUP BY 1, 2) b"
-                        " ORDER BY t, g NULLS FIRST LIMIT %d",
-                        interval, gexpr, MAX_POINTS + 1);
-    rc = ias_pg_exec(pg, sql, 4, params, &res);
+    params[4] = dlo;
+    params[5] = dhi;
+    rows = rollup_rows(&sc, g, interval, dlo, dhi, sizeof(dlo), &nparams);
+    /* Group on the interval's start and the group's column, and format only
+     * the grouped rows: to_char (or a uuid's text) per input row cost more
+     * than the aggregation itself. */
+    sql = ias_xasprintf("SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+                        " gk::text, s1, s2, s3, s4, s5, s6 FROM (SELECT t, gk, " SUMS_SQL_AS
+                        " FROM (%s) r GROUP BY 1, 2) b ORDER BY t, 2 NULLS FIRST LIMIT %d",
+                        rows, MAX_POINTS + 1);
+    free(rows);
+    rc = ias_pg_exec(pg, sql, nparams, params, &res);
     free(sql);
     if (rc != IAS_OK) {
         db_error(r, pg);
@@ -396,12 +482,12 @@ void acct_handle_timeseries(ias_req *r, void *vctx)
     } else {
         cJSON *out = scope_json(&sc), *points;
         add_str(out, "interval", interval);
-        add_str(out, "group_by", gname);
+        add_str(out, "group_by", GROUP_NAME[g]);
         points = cJSON_AddArrayToObject(out, "points");
         for (int i = 0; i < ias_pg_nrows(res); i++) {
             cJSON *p = cJSON_CreateObject();
             add_str(p, "time", ias_pg_value(res, i, 0));
-            if (strcmp(gname, "none") != 0)
+            if (g != GROUP_NONE)
                 add_str(p, "key", ias_pg_value(res, i, 1));
             add_sums(p, res, i, 2);
             cJSON_AddItemToArray(points, p);
@@ -456,6 +542,12 @@ static int limit_parse(ias_req *r, bool csv, long long *limit)
 }
 
 /* ---- GET /api/v1/usage/events ------------------------------------------ */
+
+/* Newest first, keyset on (created_at, event_id), partitions pruned by the
+ * range. An org's page is a backward scan of (org_id, created_at, event_id);
+ * a user's page an index-only backward scan of (org_id, user_id, created_at,
+ * event_id) INCLUDE (every other column), migration 0011: without it each of
+ * the user's events cost a heap page of its own, cold for most users. */
 
 static const char EVENTS_SQL[] =
     "SELECT event_id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"

@@ -2,8 +2,9 @@
  * whole batch of deliveries in one transaction (docs/architecture/accounting.md):
  *
  *   processed_events (ON CONFLICT DO NOTHING) -> only new ids go on to
- *   usage_events (priced at the rate of their time) -> usage_rollups_hourly
- *   and usage_month_totals upserts -> budget_alerts for the months touched ->
+ *   usage_events (priced at the rate of their time) -> usage_rollups_hourly,
+ *   usage_rollups_daily_user_key, usage_rollups_daily_model and
+ *   usage_month_totals upserts -> budget_alerts for the months touched ->
  *   COMMIT -> ack.
  *
  * A redelivered event conflicts in processed_events and changes nothing. An
@@ -27,15 +28,27 @@
 #include "ias/log.h"
 #include "ias/pg.h"
 
+/* The sums of a daily rollup row (alias d) plus the batch's (EXCLUDED). */
+#define DAILY_SET                                                                                  \
+    "    requests = d.requests + EXCLUDED.requests, errors = d.errors + EXCLUDED.errors,"          \
+    "    prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,"                                \
+    "    completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,"                    \
+    "    cost = d.cost + EXCLUDED.cost, updated_at = now()"
+
 /* One statement per batch; $1..$15 are the event fields as parallel arrays
- * (enum col). The month totals (per org, and per org and user) are summed
- * from the same new rows as the rollups, so they count each event once too.
- * Both upserts sort their rows, and the final SELECT reads roll before tot,
- * so every batch locks rollup rows, then total rows, each in key order: two
- * concurrent batches cannot deadlock. It also makes the limits of every org
- * visible to the alert steps that follow in this transaction: org_budgets and
- * users are the users service's, under row-level security (0006_users_rls),
- * and accounting reads them for all orgs at once, for this transaction only. */
+ * (enum col). The daily rollups (migration 0011: per org and day, by user and
+ * key, and by model) and the month totals (per org, and per org and user) are
+ * summed from the same new rows as the hourly rollups, one pre-aggregated
+ * upsert per table, so they count each event once too. Every upsert sorts its
+ * rows, and the final SELECT reads roll, uk, dm, then tot, so every batch
+ * locks the rows of each table in key order and the tables in that order: two
+ * concurrent batches cannot deadlock. The rows that nearly every batch shares
+ * (an org's day per model, an org's month) come last, so a batch holds them
+ * for the shortest time before COMMIT. The SELECT also makes the limits of
+ * every org visible to the alert steps that follow in this transaction:
+ * org_budgets and users are the users service's, under row-level security
+ * (0006_users_rls), and accounting reads them for all orgs at once, for this
+ * transaction only. */
 static const char APPLY_SQL[] =
     "WITH ev AS ("
     "  SELECT DISTINCT ON (event_id) * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[],"
@@ -78,6 +91,24 @@ static const char APPLY_SQL[] =
     "    completion_tokens = u.completion_tokens + EXCLUDED.completion_tokens,"
     "    cost = u.cost + EXCLUDED.cost, updated_at = now()"
     "  RETURNING 1),"
+    " uk AS ("
+    "  INSERT INTO usage_rollups_daily_user_key AS d (org_id, day, user_id, api_key_id, requests,"
+    "    errors, prompt_tokens, completion_tokens, cost)"
+    "  SELECT org_id, (created_at AT TIME ZONE 'UTC')::date, user_id, api_key_id, count(*),"
+    "    count(*) FILTER (WHERE status >= 400 OR aborted), sum(prompt_tokens),"
+    "    sum(completion_tokens), sum(cost)"
+    "  FROM ins GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    "  ON CONFLICT ON CONSTRAINT usage_rollups_daily_user_key_key DO UPDATE SET" DAILY_SET
+    "  RETURNING 1),"
+    " dm AS ("
+    "  INSERT INTO usage_rollups_daily_model AS d (org_id, day, model, requests, errors,"
+    "    prompt_tokens, completion_tokens, cost)"
+    "  SELECT org_id, (created_at AT TIME ZONE 'UTC')::date, model, count(*),"
+    "    count(*) FILTER (WHERE status >= 400 OR aborted), sum(prompt_tokens),"
+    "    sum(completion_tokens), sum(cost)"
+    "  FROM ins GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    "  ON CONFLICT ON CONSTRAINT usage_rollups_daily_model_key DO UPDATE SET" DAILY_SET
+    "  RETURNING 1),"
     " tot AS ("
     "  INSERT INTO usage_month_totals AS t (org_id, month, user_id, requests, errors,"
     "    prompt_tokens, completion_tokens, cost)"
@@ -96,7 +127,8 @@ static const char APPLY_SQL[] =
     "  RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM roll),"
     "  (SELECT coalesce(max(extract(epoch FROM now() - created_at) * 1000), 0)::bigint FROM ins),"
-    "  set_config('ias.org_id', '*', true), (SELECT count(*) FROM tot)";
+    "  set_config('ias.org_id', '*', true), (SELECT count(*) FROM uk), (SELECT count(*) FROM dm),"
+    "  (SELECT count(*) FROM tot)";
 
 /* Alerts for the org budgets and user limits of the months the batch touched,
  * from usage_month_totals (this transaction included): one indexed row per

@@ -2,11 +2,14 @@
 // totals, time series, CSV, raw events with cursor pagination, alerts, and
 // tenant isolation (another org's data answers 404 or never appears).
 // Ingest is covered by tests/integration/test_accounting_ingest.c; here usage
-// rows are seeded with SQL so every expected number is known.
+// rows are seeded with SQL so every expected number is known, except in the
+// daily-rollup cases at the end, which ingest events through a real consumer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomUUID } from 'node:crypto';
-import { stackEnv, createDb, startService, sql, api } from '../lib/harness.mjs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { root, stackEnv, createDb, startService, sql, api, uniqueName } from '../lib/harness.mjs';
 
 const env = stackEnv();
 const SECRET = 'accounting-api-test-secret-0123456789abcdef';
@@ -43,6 +46,15 @@ before(async () => {
       ${rollup(A, h1, A2, KA2, 'm2', 5, 0, 40, 10, 0.25)},
       ${rollup(A, h2, A1, KA1, 'm2', 2, 0, 20, 20, 0.1)},
       ${rollup(B, h1, B1, KB1, 'm1', 7, 0, 70, 70, 1.0)}`);
+  // The daily rollups of those hours, as migrations/0011_usage_rollups_daily
+  // backfills them (the consumer keeps them in production).
+  for (const [table, cols] of [['model', 'model'], ['user_key', 'user_id, api_key_id']]) {
+    sql(db.dsn, `INSERT INTO usage_rollups_daily_${table} (org_id, day, ${cols}, requests, errors,
+        prompt_tokens, completion_tokens, cost)
+      SELECT org_id, (hour AT TIME ZONE 'UTC')::date, ${cols}, sum(requests), sum(errors),
+        sum(prompt_tokens), sum(completion_tokens), sum(cost)
+      FROM usage_rollups_hourly GROUP BY org_id, 2, ${cols}`);
+  }
   const events = [];
   for (let i = 0; i < 25; i++) {
     events.push(`('${randomUUID()}', now() - interval '${i + 1} minutes', 'req-a-${i}', '${A}',
@@ -185,4 +197,227 @@ test('budget alerts: visible to the org, never across orgs', { skip: !env }, asy
   const p2 = await get(`/api/v1/usage/alerts?limit=5&cursor=${encodeURIComponent(p1.body.next_cursor)}`, tSys());
   assert.equal(p2.body.data.length, 2);
   assert.ok(!p2.body.data.some((x) => x.id === p1.body.data[0].id));
+});
+
+// ---- daily rollups (migration 0011) against the hourly meaning ------------
+//
+// Summaries and daily series read the daily rollups for the whole UTC days of
+// a range and the hourly ones for the partial days at its ends. Their answers
+// must be what the hourly rollups alone gave: the hours that start inside
+// [date_trunc('hour', from), to). Here events go through a real consumer (so
+// the consumer's daily upserts are what is read), spread over hours and days
+// across two month boundaries, and every answer is compared with sums the
+// test computes from the events it published.
+
+const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
+const HOUR = 3600e3;
+const C = randomUUID(), D = randomUUID();
+const CU = [randomUUID(), randomUUID(), randomUUID()], CK = CU.map(() => randomUUID());
+const DU = randomUUID(), DK = randomUUID();
+const MODELS = ['alpha', 'beta', 'gamma'];
+// Cost per prompt and per completion token in units of 1e-10 (numeric(20,10)
+// holds it exactly): the rates per 1,000 tokens of model_rate_history below.
+const RATE = { alpha: [1234560n, 6543210n], beta: [20000000n, 30000000n], gamma: [0n, 0n] };
+const T0 = Date.parse('2026-01-29T00:00:00Z'), T1 = Date.parse('2026-03-03T00:00:00Z');
+const published = [];
+let idb, isvc, amqpConn, queue;
+
+function rng(seed) { // mulberry32: the same events on every run
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function makeEvents() {
+  const r = rng(20260122);
+  // Times on and next to the boundaries the ranges below use, then random ones.
+  const edges = ['2026-01-29T00:00:00.000Z', '2026-01-30T05:00:00.000Z', '2026-01-30T04:59:59.999Z',
+    '2026-01-31T23:59:59.999Z', '2026-02-01T00:00:00.000Z', '2026-02-02T00:00:00.000Z',
+    '2026-02-02T00:30:00.000Z', '2026-02-05T23:59:59.999Z', '2026-02-06T00:00:00.000Z',
+    '2026-02-10T00:00:00.000Z', '2026-02-10T03:00:00.000Z', '2026-02-10T20:59:59.999Z',
+    '2026-02-10T21:00:00.000Z', '2026-02-10T23:59:59.999Z', '2026-02-11T00:00:00.000Z',
+    '2026-02-15T00:00:00.000Z', '2026-02-14T23:59:59.999Z', '2026-02-20T13:00:00.000Z',
+    '2026-02-20T12:59:59.999Z', '2026-02-20T13:41:07.499Z', '2026-02-28T23:59:59.999Z',
+    '2026-03-01T00:00:00.000Z', '2026-03-01T01:59:59.999Z', '2026-03-01T02:00:00.000Z',
+    '2026-03-02T23:59:59.999Z'].map(Date.parse);
+  const times = [];
+  for (const t of edges) times.push(t, t);
+  while (times.length < 700) times.push(T0 + Math.floor(r() * (T1 - T0)));
+  return times.map((t, i) => {
+    const d = i % 7 === 6; // some of org D, for scoping and the system-wide view
+    const u = Math.floor(r() * 4); // 3: no user and no key
+    const model = MODELS[Math.floor(r() * MODELS.length)];
+    return {
+      event_id: randomUUID(), occurred_at: new Date(t).toISOString(), request_id: `req-daily-${i}`,
+      org_id: d ? D : C, user_id: u === 3 ? null : d ? DU : CU[u], api_key_id: u === 3 ? null : d ? DK : CK[u],
+      model, backend: 'b1', prompt_tokens: Math.floor(r() * 5000), completion_tokens: Math.floor(r() * 900),
+      status: r() < 0.08 ? 500 : 200, ttft_ms: 5, duration_ms: 20, stream: false, aborted: r() < 0.05,
+    };
+  });
+}
+
+async function metric(url, name) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+before(async () => {
+  if (!env) return;
+  idb = createDb('acctdaily');
+  sql(idb.dsn, `INSERT INTO model_rate_history VALUES
+      ('alpha', '2020-01-01T00:00:00Z', 0.123456, 0.654321), ('beta', '2020-01-01T00:00:00Z', 2, 3)`);
+  const amqp = require('amqplib');
+  queue = uniqueName('acctdaily');
+  amqpConn = await amqp.connect(env.IAS_AMQP_URL);
+  const ch = await amqpConn.createConfirmChannel();
+  await ch.assertQueue(queue, { durable: true, arguments: { 'x-dead-letter-exchange': 'ias.events.dlx' } });
+  isvc = await startService('accounting', {
+    IAS_PG_DSN: idb.dsn, IAS_JWT_SECRET: SECRET, IAS_USAGE_QUEUE: queue, IAS_BATCH_SIZE: '50',
+  });
+  const events = makeEvents();
+  // Every 10th event twice: a redelivery must change no rollup.
+  const sends = [...events, ...events.filter((_, i) => i % 10 === 0)];
+  for (const e of sends) {
+    ch.sendToQueue(queue, Buffer.from(JSON.stringify(e)),
+      { type: 'usage.recorded.v1', messageId: e.event_id, contentType: 'application/json', persistent: true });
+  }
+  await ch.waitForConfirms();
+  published.push(...events);
+  const end = Date.now() + 60000;
+  for (;;) {
+    const n = await metric(isvc.url, 'accounting_events_total');
+    const dup = await metric(isvc.url, 'accounting_duplicate_events_total');
+    if (n === events.length && dup === sends.length - events.length) break;
+    if (Date.now() > end) throw new Error(`consumer stored ${n} events and ${dup} duplicates of ${sends.length}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+});
+
+after(async () => {
+  if (isvc) await isvc.stop();
+  if (amqpConn) {
+    const ch = await amqpConn.createChannel();
+    await ch.deleteQueue(queue);
+    await amqpConn.close();
+  }
+  if (idb) idb.drop();
+});
+
+const zero = () => ({ requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cost: 0n });
+function addTo(s, e) {
+  s.requests += 1;
+  s.errors += e.status >= 400 || e.aborted ? 1 : 0;
+  s.prompt_tokens += e.prompt_tokens;
+  s.completion_tokens += e.completion_tokens;
+  s.total_tokens += e.prompt_tokens + e.completion_tokens;
+  const [pin, pout] = RATE[e.model];
+  s.cost += BigInt(e.prompt_tokens) * pin + BigInt(e.completion_tokens) * pout;
+}
+// "12.3400000000" -> 123400000000n (units of 1e-10)
+function units(v) {
+  const [i, f = ''] = String(v).split('.');
+  return BigInt(i) * 10n ** 10n + BigInt((f + '0000000000').slice(0, 10));
+}
+function sums(o) {
+  return { requests: o.requests, errors: o.errors, prompt_tokens: o.prompt_tokens,
+    completion_tokens: o.completion_tokens, total_tokens: o.total_tokens, cost: units(o.cost) };
+}
+const GROUP_FIELD = { none: null, model: 'model', user: 'user_id', key: 'api_key_id' };
+// The events a request sees: the hourly meaning, written out independently.
+function selected(q) {
+  const from = Math.floor(Date.parse(q.from) / HOUR) * HOUR, to = Date.parse(q.to);
+  return published.filter((e) => {
+    const h = Math.floor(Date.parse(e.occurred_at) / HOUR) * HOUR;
+    return h >= from && h < to && (!q.org || e.org_id === q.org) && (!q.user || e.user_id === q.user);
+  });
+}
+function expectSummary(q) {
+  const totals = zero(), groups = new Map();
+  for (const e of selected(q)) {
+    addTo(totals, e);
+    if (q.group === 'none') continue;
+    const k = e[GROUP_FIELD[q.group]];
+    if (!groups.has(k)) groups.set(k, zero());
+    addTo(groups.get(k), e);
+  }
+  return { totals, groups };
+}
+function expectSeries(q, interval) {
+  const step = interval === 'day' ? 24 * HOUR : HOUR, points = new Map();
+  for (const e of selected(q)) {
+    const t = new Date(Math.floor(Date.parse(e.occurred_at) / step) * step).toISOString().replace('.000Z', 'Z');
+    const k = `${t}|${q.group === 'none' ? null : e[GROUP_FIELD[q.group]]}`;
+    if (!points.has(k)) points.set(k, zero());
+    addTo(points.get(k), e);
+  }
+  return points;
+}
+function queryString(q, extra = '') {
+  const p = new URLSearchParams({ from: q.from, to: q.to, group_by: q.group });
+  if (q.sys && q.org) p.set('org_id', q.org);
+  if (q.user) p.set('user_id', q.user);
+  return `${p}${extra}`;
+}
+const tokenFor = (q) => (q.sys ? tSys() : token(CU[0], C, 'org_admin'));
+const iget = (path, tok) => api(isvc.url, 'GET', path, { token: tok });
+
+const RANGES = [
+  ['whole days', '2026-02-01T00:00:00Z', '2026-02-15T00:00:00Z'],
+  ['unaligned to the hour', '2026-01-30T05:17:23.456Z', '2026-02-20T13:41:07.500Z'],
+  ['hour-aligned, not day-aligned', '2026-01-30T05:00:00Z', '2026-02-20T13:00:00Z'],
+  ['one whole day', '2026-02-10T00:00:00Z', '2026-02-11T00:00:00Z'],
+  ['inside one day', '2026-02-10T03:30:00Z', '2026-02-10T20:10:00Z'],
+  ['across midnight, no whole day', '2026-02-10T20:00:00Z', '2026-02-11T04:00:00Z'],
+  ['from in the first hour of a day', '2026-02-02T00:30:00Z', '2026-02-05T23:30:00Z'],
+  ['three months, whole days', '2026-01-29T00:00:00Z', '2026-03-03T00:00:00Z'],
+  ['three months, unaligned', '2026-01-31T22:10:00Z', '2026-03-01T01:59:59.999Z'],
+];
+
+test('daily rollups: summaries equal the hourly sums for every range and group', { skip: !env }, async () => {
+  let compared = 0;
+  for (const [name, from, to] of RANGES) {
+    for (const scope of [{ org: C }, { org: C, user: CU[1] }, { sys: true }, { sys: true, org: D }]) {
+      for (const group of ['none', 'model', 'user', 'key']) {
+        const q = { from, to, group, ...scope };
+        const what = `${name} ${JSON.stringify(scope)} group_by=${group}`;
+        const r = await iget(`/api/v1/usage/summary?${queryString(q)}`, tokenFor(q));
+        assert.equal(r.status, 200, `${what}: ${JSON.stringify(r.body)}`);
+        const want = expectSummary(q);
+        assert.deepEqual(sums(r.body.totals), want.totals, `${what}: totals`);
+        const got = new Map(r.body.groups.map((g) => [g.key, sums(g)]));
+        assert.deepEqual(got, want.groups, `${what}: groups`);
+        compared++;
+      }
+    }
+  }
+  // Not vacuous: the events fill the ranges, and the daily tables were written.
+  assert.ok(expectSummary({ from: RANGES[3][1], to: RANGES[3][2], org: C, group: 'none' }).totals.requests > 5);
+  for (const t of ['usage_rollups_daily_model', 'usage_rollups_daily_user_key']) {
+    assert.equal(Number(sql(idb.dsn, `SELECT sum(requests) FROM ${t}`)[0][0]), published.length, t);
+  }
+  assert.equal(compared, RANGES.length * 16);
+});
+
+test('daily rollups: daily series equal the hourly sums; hourly series unchanged', { skip: !env }, async () => {
+  for (const [name, from, to] of RANGES) {
+    for (const scope of [{ org: C }, { org: C, user: CU[2] }, { sys: true }]) {
+      for (const group of ['none', 'model', 'user', 'key']) {
+        for (const interval of ['day', 'hour']) {
+          const q = { from, to, group, ...scope };
+          const what = `${name} ${JSON.stringify(scope)} group_by=${group} interval=${interval}`;
+          const r = await iget(`/api/v1/usage/timeseries?${queryString(q, `&interval=${interval}`)}`, tokenFor(q));
+          assert.equal(r.status, 200, `${what}: ${JSON.stringify(r.body)}`);
+          const got = new Map(r.body.points.map((p) => [`${p.time}|${group === 'none' ? null : p.key}`, sums(p)]));
+          assert.deepEqual(got, expectSeries(q, interval), what);
+          // Ordered by time, then group (no group first).
+          const times = r.body.points.map((p) => p.time);
+          assert.deepEqual(times, [...times].sort(), `${what}: order`);
+        }
+      }
+    }
+  }
 });

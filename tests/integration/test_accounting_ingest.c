@@ -2,8 +2,8 @@
  * ias_publisher, the real binary consuming them, PostgreSQL and Redis checked.
  *
  * - kill -9 the consumer repeatedly while 10,000 events (plus duplicates) flow
- *   -> exactly 10,000 rows, token sums equal in events, rollups and month
- *   totals (per org and per user);
+ *   -> exactly 10,000 rows, token sums equal in events, hourly and daily
+ *   rollups and month totals (per org and per user);
  * - RabbitMQ restarted mid-run -> nothing lost;
  * - malformed events -> ias.dead, the consumer keeps going;
  * - month rollover with IAS_FAKE_NOW: partitions, rates of the time, budget
@@ -311,6 +311,32 @@ static void wait_rows(env *e, long long want, int timeout_s)
     assert_int_equal(n, want);
 }
 
+/* Each daily rollup (0011) equals the stored events summed per org, UTC day
+ * and its dimension: no event counted twice or lost there either. */
+static void assert_daily_rollups(env *e)
+{
+    static const char *const dims[][2] = {{"model", "model"},
+                                          {"user_key", "(user_id, api_key_id)"}};
+
+    for (size_t i = 0; i < IAS_ARRAY_LEN(dims); i++) {
+        char *sql = ias_xasprintf(
+            "SELECT count(*) FROM (SELECT org_id, (created_at AT TIME ZONE 'UTC')::date AS day,"
+            "  %s AS dim, count(*) AS n, count(*) FILTER (WHERE status >= 400 OR aborted) AS err,"
+            "  sum(prompt_tokens) AS p, sum(completion_tokens) AS c, sum(cost) AS cost"
+            "  FROM usage_events GROUP BY 1, 2, 3) ev"
+            " FULL JOIN usage_rollups_daily_%s d ON d.org_id = ev.org_id AND d.day = ev.day"
+            "  AND %s IS NOT DISTINCT FROM ev.dim"
+            " WHERE ev.org_id IS NULL OR d.org_id IS NULL OR d.requests <> ev.n"
+            "  OR d.errors <> ev.err OR d.prompt_tokens <> ev.p OR d.completion_tokens <> ev.c"
+            "  OR d.cost <> ev.cost",
+            dims[i][1], dims[i][0], i == 0 ? "d.model" : "(d.user_id, d.api_key_id)");
+        long long bad = q1(e, sql);
+        if (bad != 0)
+            fail_msg("usage_rollups_daily_%s: %lld rows differ from usage_events", dims[i][0], bad);
+        free(sql);
+    }
+}
+
 static void now_iso(char *buf, size_t len)
 {
     ias_iso8601_ms(ias_wall_ms(), buf, len);
@@ -396,6 +422,8 @@ static void test_kill9_exactly_once(void **state)
     assert_int_equal(q1(e, "SELECT sum(prompt_tokens) FROM usage_month_totals"
                            " WHERE user_id IS NULL"),
                      want_prompt);
+    assert_daily_rollups(e);
+    assert_int_equal(q1(e, "SELECT sum(requests) FROM usage_rollups_daily_model"), total);
     /* Budget counters of record rebuilt from the database. */
     {
         ias_redis_sync *rs = ias_redis_sync_new(e->redis, 2000);
@@ -696,6 +724,12 @@ static void test_month_rollover(void **state)
                      ((60LL + 900) * 3 + (40LL + 50) * 4) * 1000);
     assert_int_equal(q1(e, "SELECT (sum(cost) * 1000000)::bigint FROM usage_rollups_hourly"),
                      ((800LL * 1 + 50 * 2) + (960LL * 3 + 90 * 4)) * 1000);
+    /* The redelivered January event is in January 31's daily rows once. */
+    assert_daily_rollups(e);
+    assert_int_equal(q1(e, "SELECT count(*) FROM usage_rollups_daily_model"), 2);
+    assert_int_equal(q1(e, "SELECT prompt_tokens FROM usage_rollups_daily_user_key"
+                           " WHERE day = '2031-01-31'"),
+                     800);
     /* January: 850 of 1000 -> 80 %. February: 1050 -> 80, 90, 100 %; the user
      * (950 of 500) -> 80, 90, 100 %. Each once. */
     assert_int_equal(
