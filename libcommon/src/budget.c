@@ -383,18 +383,10 @@ static void put_str(item_args *a, const char *s)
  * was most of their cost. */
 static void put_int(item_args *a, int64_t v)
 {
-    char num[24];
-    size_t i = sizeof(num);
-    uint64_t u = v < 0 ? 0ULL - (uint64_t)v : (uint64_t)v;
+    char num[IAS_I64_DEC_MAX];
 
-    num[--i] = '\0';
-    do {
-        num[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        num[--i] = '-';
-    put_str(a, num + i);
+    (void)ias_fmt_i64(num, v);
+    put_str(a, num);
 }
 
 static int reserve_prepare(const ias_budget_reserve_req *q, item_args *a)

@@ -128,6 +128,32 @@ int64_t ias_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+size_t ias_put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, len;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    len = n;
+    while (n)
+        *p++ = tmp[--n];
+    return len;
+}
+
+size_t ias_fmt_i64(char out[IAS_I64_DEC_MAX], int64_t v)
+{
+    size_t n = 0;
+
+    if (v < 0)
+        out[n++] = '-';
+    n += ias_put_u64(out + n, v < 0 ? 0ULL - (uint64_t)v : (uint64_t)v);
+    out[n] = '\0';
+    return n;
+}
+
 void ias_iso8601_ms(int64_t wall_ms, char *buf, size_t len)
 {
     time_t secs = (time_t)(wall_ms / 1000);

@@ -152,20 +152,6 @@ static char *put(char *p, const char *s, size_t n)
 
 #define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
 
-static char *put_dec(char *p, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 static char *put_hex(char *p, uint64_t v)
 {
     static const char digits[] = "0123456789abcdef";
@@ -251,7 +237,7 @@ static void put_head(ias_req *r, int status, const char *ct, framing fr, size_t 
     switch (fr) {
     case FRAME_LENGTH:
         p = PUT_LIT(p, "Content-Length: ");
-        p = put_dec(p, len);
+        p += ias_put_u64(p, len);
         p = PUT_LIT(p, "\r\n");
         break;
     case FRAME_CHUNKED:

@@ -144,21 +144,6 @@ static void op_deliver(op *o, const redisReply *reply, const char *err)
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
 
-/* Writes v in decimal at p; returns the number of digits. */
-static size_t put_dec(char *p, size_t v)
-{
-    char tmp[24];
-    size_t n = 0, i;
-
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
-
 /* Hands argv to hiredis on the current connection. The RESP bytes are built
  * here (what redisAsyncCommandArgv would send, byte for byte) and passed with
  * redisAsyncFormattedCommand: hiredis formats each argument through
@@ -177,13 +162,13 @@ static int op_submit(op *o, int argc, const char **argv, const size_t *argvlen)
     buf = total <= sizeof(stackbuf) ? stackbuf : ias_xmalloc(total);
     p = buf;
     *p++ = '*';
-    p += put_dec(p, (size_t)argc);
+    p += ias_put_u64(p, (size_t)argc);
     *p++ = '\r';
     *p++ = '\n';
     for (int i = 0; i < argc; i++) {
         size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
         *p++ = '$';
-        p += put_dec(p, n);
+        p += ias_put_u64(p, n);
         *p++ = '\r';
         *p++ = '\n';
         memcpy(p, argv[i], n);

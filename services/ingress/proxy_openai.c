@@ -152,27 +152,10 @@ static void put_cut(char *dst, size_t cap, size_t *used, const char *s)
     dst[*used] = '\0';
 }
 
-/* v as decimal into out (24 bytes hold any int64_t). */
-static void fmt_i64(char out[24], int64_t v)
-{
-    char num[24];
-    size_t i = sizeof(num);
-    uint64_t u = v < 0 ? 0ULL - (uint64_t)v : (uint64_t)v;
-
-    num[--i] = '\0';
-    do {
-        num[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        num[--i] = '-';
-    memcpy(out, num + i, sizeof(num) - i);
-}
-
 static void forward(v1_call *c)
 {
     ingress_ctx *ctx = c->ctx;
-    char url[INGRESS_URL_MAX + 32], reserved[24];
+    char url[INGRESS_URL_MAX + 32], reserved[IAS_I64_DEC_MAX];
     ias_http_header h[16 + INGRESS_FWD_MAX];
     size_t n = 0;
     char *text = NULL;
@@ -203,7 +186,7 @@ static void forward(v1_call *c)
     h[n++] = (ias_http_header){"X-Ias-Key-Id", c->key.key_id};
     h[n++] = (ias_http_header){"X-Ias-Role", c->key.role};
     if (c->resv_id[0]) {
-        fmt_i64(reserved, c->reserved);
+        (void)ias_fmt_i64(reserved, c->reserved);
         h[n++] = (ias_http_header){"X-Ias-Reservation", c->resv_id};
         h[n++] = (ias_http_header){"X-Ias-Reserved-Tokens", reserved};
     }

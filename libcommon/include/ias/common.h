@@ -45,6 +45,13 @@ int ias_strlcpy(char *dst, const char *src, size_t dstlen);
 /* Value of a hex digit (either case), or -1. */
 int ias_hex_digit(unsigned char c);
 
+/* Decimal without snprintf (hot paths format several numbers per request). */
+enum { IAS_I64_DEC_MAX = 24 }; /* "-9223372036854775808" and the NUL */
+/* The digits of v at p, no NUL; returns how many (at most 20). */
+size_t ias_put_u64(char *p, uint64_t v);
+/* v as a NUL-terminated decimal string in out; returns its length. */
+size_t ias_fmt_i64(char out[IAS_I64_DEC_MAX], int64_t v);
+
 /* Monotonic and wall clocks. */
 uint64_t ias_now_ms(void); /* CLOCK_MONOTONIC */
 uint64_t ias_now_us(void); /* CLOCK_MONOTONIC */

@@ -1,0 +1,91 @@
+/* libcommon common.h: the decimal formatters the hot paths use instead of
+ * snprintf must print exactly what snprintf prints. */
+#include "ias/common.h"
+
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void check_i64(int64_t v)
+{
+    char want[32], got[IAS_I64_DEC_MAX], digits[32];
+    size_t n;
+
+    snprintf(want, sizeof(want), "%" PRId64, v);
+    memset(got, 'x', sizeof(got));
+    n = ias_fmt_i64(got, v);
+    assert_string_equal(got, want);
+    assert_int_equal(n, strlen(want));
+    if (v >= 0) {
+        memset(digits, 'x', sizeof(digits));
+        n = ias_put_u64(digits, (uint64_t)v);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(digits, want, n);
+        assert_int_equal(digits[n], 'x'); /* no NUL written */
+    }
+}
+
+static void test_edges(void **state)
+{
+    (void)state;
+    const int64_t vals[] = {0,
+                            1,
+                            -1,
+                            9,
+                            10,
+                            -10,
+                            99,
+                            100,
+                            12345,
+                            -12345,
+                            INT32_MAX,
+                            INT32_MIN,
+                            INT64_MAX,
+                            INT64_MIN,
+                            INT64_MIN + 1,
+                            1000000000000000LL};
+
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+        check_i64(vals[i]);
+}
+
+static void test_u64_max(void **state)
+{
+    (void)state;
+    char got[24];
+    size_t n = ias_put_u64(got, UINT64_MAX);
+
+    got[n] = '\0';
+    assert_string_equal(got, "18446744073709551615");
+}
+
+static void test_powers_and_neighbours(void **state)
+{
+    (void)state;
+    int64_t p = 1;
+
+    for (int i = 0; i < 19; i++) {
+        check_i64(p - 1);
+        check_i64(p);
+        check_i64(p + 1);
+        check_i64(-p);
+        if (i < 18)
+            p *= 10; /* 10^18 is the last power below INT64_MAX */
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_u64_max),
+        cmocka_unit_test(test_powers_and_neighbours),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
