@@ -9,11 +9,11 @@
 //     node --test tests/e2e/guardrails.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, binDir, stackEnv, createDb, sql, api, startService, uniqueName, scratchPath } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -41,25 +41,9 @@ function jwt(claims) {
   return `${head}.${body}.${sig}`;
 }
 
-// ---- seeding (as tests/integration/ingress_v1.test.mjs does) ----
+// ---- seeding ----
 
-const rls = (q) => sql(db.dsn, `SET ias.org_id TO '*'; ${q}`);
-
-function seedTenant() {
-  const name = uniqueName('g').toLowerCase().replace(/_/g, '-').slice(0, 60);
-  const [[org]] = rls(`INSERT INTO orgs (name) VALUES ('${name}') RETURNING id`);
-  const [[user]] = rls(`INSERT INTO users (org_id, email, password_hash, role_id)
-    VALUES ('${org}', '${name}@example.com', 'x', '00000000-0000-0000-0000-000000000003') RETURNING id`);
-  const alnum = 'abcdefghijklmnopqrstuvwxyz0123456789';
-  let prefix = '';
-  for (const b of randomBytes(8)) prefix += alnum[b % alnum.length];
-  const key = `ias_${prefix}.${randomBytes(32).toString('base64url')}`;
-  const sha = createHash('sha256').update(key).digest('hex');
-  rls(`INSERT INTO api_keys (org_id, user_id, name, prefix, key_hash)
-    VALUES ('${org}', '${user}', 'test', '${prefix}', '${sha}')`);
-  rls(`INSERT INTO org_allowed_models (org_id, model_id) SELECT '${org}', id FROM models`);
-  return { org, user, key };
-}
+const seedTenant = () => seedTenantIn(db.dsn);
 
 const sdk = (key) => new OpenAI({ apiKey: key, baseURL: `${ingress.url}/v1`, maxRetries: 0, timeout: 20000 });
 

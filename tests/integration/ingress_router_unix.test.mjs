@@ -5,11 +5,11 @@
 // RabbitMQ; the official openai SDK, non-streaming and streaming with usage.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, binDir, stackEnv, createDb, sql, startService, uniqueName, scratchPath } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const { default: OpenAI } = await import(require.resolve('openai'));
@@ -23,22 +23,7 @@ const MODEL = 'mock-gpt';
 let db, router, ingress, sock, tenant;
 const procs = [];
 
-function seedTenant() {
-  const rls = (q) => sql(db.dsn, `SET ias.org_id TO '*'; ${q}`);
-  const name = uniqueName('o').toLowerCase().replace(/_/g, '-').slice(0, 60);
-  const [[org]] = rls(`INSERT INTO orgs (name) VALUES ('${name}') RETURNING id`);
-  const [[user]] = rls(`INSERT INTO users (org_id, email, password_hash, role_id)
-    VALUES ('${org}', '${name}@example.com', 'x', '00000000-0000-0000-0000-000000000003') RETURNING id`);
-  const alnum = 'abcdefghijklmnopqrstuvwxyz0123456789';
-  let prefix = '';
-  for (const b of randomBytes(8)) prefix += alnum[b % alnum.length];
-  const key = `ias_${prefix}.${randomBytes(32).toString('base64url')}`;
-  const sha = createHash('sha256').update(key).digest('hex');
-  rls(`INSERT INTO api_keys (org_id, user_id, name, prefix, key_hash)
-    VALUES ('${org}', '${user}', 'test', '${prefix}', '${sha}')`);
-  rls(`INSERT INTO org_allowed_models (org_id, model_id) SELECT '${org}', id FROM models WHERE name = '${MODEL}'`);
-  return { org, key };
-}
+const seedTenant = () => seedTenantIn(db.dsn, { models: [MODEL] });
 
 before(async () => {
   if (skip) return;

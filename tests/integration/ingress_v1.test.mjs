@@ -6,14 +6,14 @@
 // "router" / management target, to check the outbound contract.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { request as httpRequest } from 'node:http';
-import { root, binDir, stackEnv, createDb, sql, startService, uniqueName, scratchPath } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, newKey, seedTenant as seedTenantIn } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const { default: OpenAI } = await import(require.resolve('openai'));
@@ -30,33 +30,11 @@ const procs = [];
 
 // ---- seeding -----------------------------------------------------------
 
-function newKey() {
-  const alnum = 'abcdefghijklmnopqrstuvwxyz0123456789';
-  let prefix = '';
-  for (const b of randomBytes(8)) prefix += alnum[b % alnum.length];
-  const key = `ias_${prefix}.${randomBytes(32).toString('base64url')}`;
-  return { key, prefix, sha: createHash('sha256').update(key).digest('hex') };
-}
-
 // The users tables have row-level security keyed on ias.org_id ('*' = all).
 const rls = (q) => sql(db.dsn, `SET ias.org_id TO '*'; ${q}`);
-const lit = (v) => (v === null || v === undefined ? 'NULL' : String(v));
 
 /** An org with one org_user and one API key; limits null = none. */
-function seedTenant({ budget = null, userLimit = null, orgRps = null, keyRps = null, models = [MODEL] } = {}) {
-  const name = uniqueName('o').toLowerCase().replace(/_/g, '-').slice(0, 60);
-  const [[org]] = rls(`INSERT INTO orgs (name, rate_limit_rps) VALUES ('${name}', ${lit(orgRps)}) RETURNING id`);
-  const [[user]] = rls(`INSERT INTO users (org_id, email, password_hash, role_id, monthly_token_limit)
-    VALUES ('${org}', '${name}@example.com', 'x', '00000000-0000-0000-0000-000000000003', ${lit(userLimit)}) RETURNING id`);
-  const k = newKey();
-  const [[keyId]] = rls(`INSERT INTO api_keys (org_id, user_id, name, prefix, key_hash, rate_limit_rps)
-    VALUES ('${org}', '${user}', 'test', '${k.prefix}', '${k.sha}', ${lit(keyRps)}) RETURNING id`);
-  if (budget !== null) rls(`INSERT INTO org_budgets (org_id, monthly_token_limit) VALUES ('${org}', ${budget})`);
-  for (const m of models) {
-    rls(`INSERT INTO org_allowed_models (org_id, model_id) SELECT '${org}', id FROM models WHERE name = '${m}'`);
-  }
-  return { org, user, keyId, ...k };
-}
+const seedTenant = (opts = {}) => seedTenantIn(db.dsn, { models: [MODEL], ...opts });
 
 function redis(...args) {
   const u = new URL(env.IAS_REDIS_URL);

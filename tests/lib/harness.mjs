@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 export const root = process.env.IAS_REPO_ROOT || join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const binDir = process.env.IAS_BIN_DIR || join(root, 'build', 'asan', 'bin');
@@ -133,4 +133,40 @@ export function scratchPath(prefix) {
     process.once('exit', () => rmSync(scratchRoot, { recursive: true, force: true }));
   }
   return join(scratchRoot, uniqueName(prefix));
+}
+
+/** A fresh API key in ias's format with the prefix and SHA-256 the users tables store. */
+export function newKey() {
+  const alnum = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let prefix = '';
+  for (const b of randomBytes(8)) prefix += alnum[b % alnum.length];
+  const key = `ias_${prefix}.${randomBytes(32).toString('base64url')}`;
+  return { key, prefix, sha: createHash('sha256').update(key).digest('hex') };
+}
+
+/**
+ * An org with one org_user and one API key, written straight into the users
+ * tables of dsn (row-level security opened with ias.org_id '*'). Limits null =
+ * none; models: the model names the org may use, null = every model.
+ * Returns { org, user, keyId, key, prefix, sha }.
+ */
+export function seedTenant(dsn, { budget = null, userLimit = null, orgRps = null, keyRps = null, models = null } = {}) {
+  const rls = (q) => sql(dsn, `SET ias.org_id TO '*'; ${q}`);
+  const lit = (v) => (v === null || v === undefined ? 'NULL' : String(v));
+  const name = uniqueName('o').toLowerCase().replace(/_/g, '-').slice(0, 60);
+  const [[org]] = rls(`INSERT INTO orgs (name, rate_limit_rps) VALUES ('${name}', ${lit(orgRps)}) RETURNING id`);
+  const [[user]] = rls(`INSERT INTO users (org_id, email, password_hash, role_id, monthly_token_limit)
+    VALUES ('${org}', '${name}@example.com', 'x', '00000000-0000-0000-0000-000000000003', ${lit(userLimit)}) RETURNING id`);
+  const k = newKey();
+  const [[keyId]] = rls(`INSERT INTO api_keys (org_id, user_id, name, prefix, key_hash, rate_limit_rps)
+    VALUES ('${org}', '${user}', 'test', '${k.prefix}', '${k.sha}', ${lit(keyRps)}) RETURNING id`);
+  if (budget !== null) rls(`INSERT INTO org_budgets (org_id, monthly_token_limit) VALUES ('${org}', ${budget})`);
+  if (models === null) {
+    rls(`INSERT INTO org_allowed_models (org_id, model_id) SELECT '${org}', id FROM models`);
+  } else {
+    for (const m of models) {
+      rls(`INSERT INTO org_allowed_models (org_id, model_id) SELECT '${org}', id FROM models WHERE name = '${m}'`);
+    }
+  }
+  return { org, user, keyId, ...k };
 }
