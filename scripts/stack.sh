@@ -290,7 +290,7 @@ host    all       all   127.0.0.1/32  scram-sha-256
 EOF
     printf "\n# scripts/stack.sh writes ports and listeners there on every start\ninclude_if_exists = 'ias-stack.conf'\n" \
         >>"$PG_DATA/postgresql.conf"
-    rm -f "$STACK_DIR/.postgres-bootstrapped"
+    rm -f "$STACK_DIR/.postgres-bootstrapped" "$STACK_DIR/.postgres-bootstrapped-2"
 }
 
 pg_write_conf() {
@@ -308,7 +308,10 @@ EOF
 }
 
 pg_bootstrap() {
-    [ -f "$STACK_DIR/.postgres-bootstrapped" ] && return 0
+    # pg_signal_backend lets the ias role's DROP DATABASE ... WITH (FORCE) end an
+    # autovacuum worker busy in that database (a worker has no role, so FORCE
+    # otherwise refuses). Marker 2 adds the grant to stacks made before it.
+    [ -f "$STACK_DIR/.postgres-bootstrapped-2" ] && return 0
     [ -r "$PG_SUPERUSER_PW" ] || ias_die "postgres: $PG_SUPERUSER_PW is missing; remove $PG_DATA to re-initialise"
     pg_psql_super <<'EOF' || ias_die "postgres: creating role/database ias failed"
 DO $$BEGIN
@@ -316,9 +319,10 @@ DO $$BEGIN
     CREATE ROLE ias LOGIN CREATEDB PASSWORD 'ias';
   END IF;
 END$$;
+GRANT pg_signal_backend TO ias;
 SELECT 'CREATE DATABASE ias OWNER ias' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'ias')\gexec
 EOF
-    : >"$STACK_DIR/.postgres-bootstrapped"
+    : >"$STACK_DIR/.postgres-bootstrapped-2"
 }
 
 pg_start() {

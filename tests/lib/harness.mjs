@@ -55,7 +55,21 @@ export function createDb(prefix = 't') {
     env: { ...process.env, IAS_PG_DSN: dsn, IAS_MIGRATIONS_DIR: join(root, 'migrations') },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  return { dsn, name, drop: () => sql(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  return { dsn, name, drop: () => dropDb(base, name) };
+}
+
+/* FORCE cannot end a backend of a role the caller lacks (an autovacuum worker
+ * before the stack granted pg_signal_backend); such a worker finishes soon. */
+function dropDb(base, name) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      sql(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      return;
+    } catch (e) {
+      if (attempt >= 20) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 250);
+    }
+  }
 }
 
 async function waitHttp(url, child, deadlineMs) {
