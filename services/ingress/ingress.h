@@ -174,9 +174,11 @@ typedef struct ingress_decision {
 
 typedef void (*ingress_policy_cb)(const ingress_decision *d, void *arg);
 /* IAS_OK: decided now (out filled); IAS_AGAIN: cb fires later. */
+/* request_id goes to pdp as X-Request-Id, so a denial's audit entry names the
+ * client's request. */
 int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *model,
-                          const char *source_ip, ingress_decision *out, ingress_policy_cb cb,
-                          void *arg) IAS_MUSTCHECK;
+                          const char *source_ip, const char *request_id, ingress_decision *out,
+                          ingress_policy_cb cb, void *arg) IAS_MUSTCHECK;
 ingress_policy_cache *ingress_policy_cache_new(void);
 void ingress_policy_cache_free(ingress_policy_cache *c);
 void ingress_policy_cache_clear(ingress_policy_cache *c);

@@ -211,8 +211,8 @@ static void on_pdp(const ias_http_fetch_result *res, void *arg)
 }
 
 int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *model,
-                          const char *source_ip, ingress_decision *out, ingress_policy_cb cb,
-                          void *arg)
+                          const char *source_ip, const char *request_id, ingress_decision *out,
+                          ingress_policy_cb cb, void *arg)
 {
     ingress_ctx *ctx = w->ctx;
     decide_call *c;
@@ -267,12 +267,13 @@ int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *m
     if (!text)
         ias_die("ingress: out of memory");
 
-    ias_http_header hdr[2] = {{"Content-Type", "application/json"},
+    ias_http_header hdr[3] = {{"Content-Type", "application/json"},
+                              {"X-Request-Id", request_id != NULL ? request_id : ""},
                               {"X-Ias-Internal-Token", ctx->internal_token}};
     ias_http_request hr = {.method = "POST",
                            .url = url,
                            .headers = hdr,
-                           .nheaders = ctx->internal_token[0] ? 2 : 1,
+                           .nheaders = ctx->internal_token[0] ? 3 : 2,
                            .body = text,
                            .body_len = strlen(text),
                            .total_ms = ctx->lookup_ms,

@@ -353,8 +353,8 @@ static void with_models(v1_call *c)
         return;
     }
     c->waiting = true;
-    rc = ingress_policy_decide(c->w, &c->key, c->oreq.model, ias_req_peer(c->req), &d, on_decision,
-                               c);
+    rc = ingress_policy_decide(c->w, &c->key, c->oreq.model, ias_req_peer(c->req),
+                               ias_req_id(c->req), &d, on_decision, c);
     if (rc == IAS_OK) {
         c->waiting = false;
         decided(c, &d);

@@ -2,6 +2,7 @@
  * served from the snapshot, never from the database. */
 #include "pdp.h"
 
+#include "ias/audit_event.h"
 #include "ias/crypto.h"
 #include "ias/log.h"
 
@@ -90,7 +91,46 @@ cJSON *pdp_decide_json(const pdp_snapshot *snap, const ias_policy *global, const
     return o;
 }
 
-static cJSON *decide_one(pdp_ctx *ctx, const pdp_snapshot *snap, const cJSON *item,
+/* A deny is a security fact: it goes to the audit ledger as policy_denied.
+ * Each evaluated deny is one entry; callers cache decisions for ttl_ms, so a
+ * client retrying a denied model is recorded about once per ttl, not per call. */
+static void audit_denial(pdp_ctx *ctx, ias_req *r, const ias_policy_request *req,
+                         const cJSON *decision)
+{
+    char eid[IAS_UUID_STR_LEN + 1];
+    cJSON *details = cJSON_CreateObject(), *ev;
+    const cJSON *reasons = cJSON_GetObjectItemCaseSensitive(decision, "reasons");
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(decision, "policy_version");
+    bool user = req->user_id != NULL && ias_uuid_valid(req->user_id);
+
+    if (ctx->pub == NULL)
+        return;
+    cJSON_AddStringToObject(details, "policy_action", req->action);
+    if (cJSON_IsString(version))
+        cJSON_AddStringToObject(details, "policy_version", version->valuestring);
+    if (req->role != NULL)
+        cJSON_AddStringToObject(details, "role", req->role);
+    if (req->source_ip != NULL)
+        cJSON_AddStringToObject(details, "source_ip", req->source_ip);
+    if (reasons != NULL)
+        cJSON_AddItemToObject(details, "reasons", cJSON_Duplicate(reasons, true));
+    ev = ias_audit_event_new(
+        &(ias_audit_fields){
+            .service = "pdp",
+            .actor_type = user ? "user" : "anonymous",
+            .actor_id = user ? req->user_id : NULL,
+            .org_id = req->org_id != NULL && ias_uuid_valid(req->org_id) ? req->org_id : NULL,
+            .action = "policy_denied",
+            .resource_type = req->model != NULL ? "model" : "operation",
+            .resource_id = req->model != NULL ? req->model : req->action,
+            .request_id = ias_req_id(r),
+            .outcome = "denied"},
+        details, eid);
+    pdp_publish_audit(ctx, ias_req_log(r), ev, eid, "policy_denied");
+    cJSON_Delete(ev);
+}
+
+static cJSON *decide_one(pdp_ctx *ctx, ias_req *r, const pdp_snapshot *snap, const cJSON *item,
                          const char *prefix, char *err, size_t errlen)
 {
     ias_policy_request req;
@@ -105,6 +145,8 @@ static cJSON *decide_one(pdp_ctx *ctx, const pdp_snapshot *snap, const cJSON *it
     }
     out = pdp_decide_json(snap, snap->global, pdp_snapshot_org(snap, req.org_id), &req, &allow);
     ias_counter_inc(allow ? ctx->decisions_allow : ctx->decisions_deny);
+    if (!allow)
+        audit_denial(ctx, r, &req, out);
     return out;
 }
 
@@ -136,6 +178,19 @@ void pdp_handle_decide(ias_req *r, void *arg)
                                     PDP_MAX_BATCH);
             goto done;
         }
+        /* Validate every item first: a refused batch decides (and audits) nothing. */
+        cJSON_ArrayForEach(it, reqs)
+        {
+            ias_policy_request pr;
+            ias_policy_req_scratch scratch;
+            char why[256];
+            if (ias_policy_request_parse(it, &pr, &scratch, why, sizeof(why)) != IAS_OK) {
+                ias_reply_problem_typed(r, 400, PDP_PROBLEM_VALIDATION, "requests[%zu].%s", i, why);
+                goto done;
+            }
+            i++;
+        }
+        i = 0;
         out = cJSON_CreateObject();
         results = cJSON_AddArrayToObject(out, "results");
         cJSON_ArrayForEach(it, reqs)
@@ -143,7 +198,7 @@ void pdp_handle_decide(ias_req *r, void *arg)
             char prefix[32];
             cJSON *one;
             snprintf(prefix, sizeof(prefix), "requests[%zu].", i++);
-            one = decide_one(ctx, snap, it, prefix, err, sizeof(err));
+            one = decide_one(ctx, r, snap, it, prefix, err, sizeof(err));
             if (one == NULL) {
                 ias_reply_problem_typed(r, 400, PDP_PROBLEM_VALIDATION, "%s", err);
                 goto done;
@@ -151,7 +206,7 @@ void pdp_handle_decide(ias_req *r, void *arg)
             cJSON_AddItemToArray(results, one);
         }
     } else {
-        out = decide_one(ctx, snap, body, "", err, sizeof(err));
+        out = decide_one(ctx, r, snap, body, "", err, sizeof(err));
         if (out == NULL) {
             ias_reply_problem_typed(r, 400, PDP_PROBLEM_VALIDATION, "%s", err);
             goto done;

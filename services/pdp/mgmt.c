@@ -2,6 +2,7 @@
  * events after a change, activate and delete of a version. */
 #include "pdp.h"
 
+#include "ias/audit_event.h"
 #include "ias/crypto.h"
 #include "ias/query.h"
 #include "ias/log.h"
@@ -95,7 +96,7 @@ void pdp_reply_pg_error(ias_req *r, ias_pg *pg)
     ias_reply_problem_typed(r, 500, PDP_PROBLEM_INTERNAL, "database error");
 }
 
-static char *event_body(cJSON *o)
+static char *event_body(const cJSON *o)
 {
     char *s = cJSON_PrintUnformatted(o);
     if (s == NULL)
@@ -103,49 +104,40 @@ static char *event_body(cJSON *o)
     return s;
 }
 
-static bool request_id_ok(const char *s)
+void pdp_publish_audit(pdp_ctx *ctx, const ias_log_ctx *log, const cJSON *ev, const char *eid,
+                       const char *action)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 128)
-        return false;
-    for (; *s; s++)
-        if (!(isalnum((unsigned char)*s) || strchr("._:-", *s) != NULL))
-            return false;
-    return true;
+    char rk[128], *body;
+
+    if (ctx->pub == NULL)
+        return;
+    body = event_body(ev);
+    if (ias_amqp_audit_key(rk, sizeof(rk), "pdp", action) != IAS_OK ||
+        ias_publisher_publish(ctx->pub, rk, eid, IAS_EVENT_AUDIT_V1, body, strlen(body)) != IAS_OK)
+        ias_error(log, "audit event %s (%s) lost", eid, action);
+    free(body);
 }
 
 void pdp_after_change(ias_req *r, pdp_ctx *ctx, const pdp_mgmt_kind *k, const ias_principal *p,
                       const char *action, const char *org_id, const char *id, cJSON *details)
 {
     char eid[IAS_UUID_STR_LEN + 1], cid[IAS_UUID_STR_LEN + 1], now[32], act[64], rk[128];
-    cJSON *audit = cJSON_CreateObject(), *cfg = cJSON_CreateObject(), *o;
+    cJSON *audit, *cfg = cJSON_CreateObject(), *o;
     char *body;
 
-    ias_uuid_v7(eid);
+    snprintf(act, sizeof(act), "%s_%s", k->action_prefix, action);
+    audit = ias_audit_event_new(&(ias_audit_fields){.service = "pdp",
+                                                    .actor_type = "user",
+                                                    .actor_id = p->user_id,
+                                                    .org_id = org_id,
+                                                    .action = act,
+                                                    .resource_type = k->resource,
+                                                    .resource_id = id,
+                                                    .request_id = ias_req_id(r),
+                                                    .outcome = "success"},
+                                details, eid);
     ias_uuid_v7(cid);
     ias_iso8601_ms(ias_wall_ms(), now, sizeof(now));
-    snprintf(act, sizeof(act), "%s_%s", k->action_prefix, action);
-
-    cJSON_AddStringToObject(audit, "event_id", eid);
-    cJSON_AddStringToObject(audit, "occurred_at", now);
-    cJSON_AddStringToObject(audit, "service", "pdp");
-    o = cJSON_AddObjectToObject(audit, "actor");
-    cJSON_AddStringToObject(o, "type", "user");
-    cJSON_AddStringToObject(o, "id", p->user_id);
-    if (org_id[0])
-        cJSON_AddStringToObject(audit, "org_id", org_id);
-    else
-        cJSON_AddNullToObject(audit, "org_id");
-    cJSON_AddStringToObject(audit, "action", act);
-    o = cJSON_AddObjectToObject(audit, "resource");
-    cJSON_AddStringToObject(o, "type", k->resource);
-    cJSON_AddStringToObject(o, "id", id);
-    if (request_id_ok(ias_req_id(r)))
-        cJSON_AddStringToObject(audit, "request_id", ias_req_id(r));
-    else
-        cJSON_AddNullToObject(audit, "request_id");
-    cJSON_AddStringToObject(audit, "outcome", "success");
-    cJSON_AddItemToObject(audit, "details", details != NULL ? details : cJSON_CreateObject());
 
     cJSON_AddStringToObject(cfg, "event_id", cid);
     cJSON_AddStringToObject(cfg, "occurred_at", now);
@@ -161,12 +153,7 @@ void pdp_after_change(ias_req *r, pdp_ctx *ctx, const pdp_mgmt_kind *k, const ia
     if (pdp_reload(ctx, pdp_worker_pg(r)) != IAS_OK)
         ias_warn(ias_req_log(r), "local reload after %s failed; the config event will retry", act);
     if (ctx->pub != NULL) {
-        body = event_body(audit);
-        if (ias_amqp_audit_key(rk, sizeof(rk), "pdp", act) != IAS_OK ||
-            ias_publisher_publish(ctx->pub, rk, eid, IAS_EVENT_AUDIT_V1, body, strlen(body)) !=
-                IAS_OK)
-            ias_error(ias_req_log(r), "audit event %s (%s) lost", eid, act);
-        free(body);
+        pdp_publish_audit(ctx, ias_req_log(r), audit, eid, act);
         body = event_body(cfg);
         if (ias_amqp_config_key(rk, sizeof(rk), k->kind) != IAS_OK ||
             ias_publisher_publish(ctx->pub, rk, cid, IAS_EVENT_CONFIG_V1, body, strlen(body)) !=

@@ -120,6 +120,10 @@ ias_pg *pdp_worker_pg(ias_req *r);
 int pdp_authorize(ias_req *r, pdp_ctx *ctx, const char *org_id, bool write,
                   ias_principal *p) IAS_MUSTCHECK;
 /* Audit event + config event after a committed change; then reloads. */
+/* Publishes one audit.recorded.v1 event (built by ias_audit_event_new) as
+ * audit.pdp.<action>; a publish failure is logged, never returned. */
+void pdp_publish_audit(pdp_ctx *ctx, const ias_log_ctx *log, const cJSON *ev, const char *eid,
+                       const char *action);
 void pdp_after_change(ias_req *r, pdp_ctx *ctx, const pdp_mgmt_kind *k, const ias_principal *p,
                       const char *action, const char *org_id, const char *id, cJSON *details);
 /* Reads the scope/org_id pair of a create or dry-run body; answers 400 itself. */

@@ -5,6 +5,7 @@
 #include "users.h"
 
 #include "ias/amqp.h"
+#include "ias/audit_event.h"
 #include "ias/crypto.h"
 #include "ias/log.h"
 
@@ -42,43 +43,23 @@ int users_audit(ias_req *r, users_worker *w, const char *actor_id, const char *o
                 const char *action, const char *resource_type, const char *resource_id,
                 const char *outcome, cJSON *details)
 {
-    char eid[IAS_UUID_STR_LEN + 1], ts[32], rk[IAS_AMQP_SHORTSTR_MAX + 1];
-    cJSON *p = cJSON_CreateObject(), *actor, *res;
-    const char *rid = r ? ias_req_id(r) : NULL;
+    char eid[IAS_UUID_STR_LEN + 1], rk[IAS_AMQP_SHORTSTR_MAX + 1];
+    cJSON *p;
 
-    ias_uuid_v7(eid);
-    now_iso(ts, sizeof(ts));
     if (ias_amqp_audit_key(rk, sizeof(rk), "users", action) != IAS_OK) {
-        cJSON_Delete(p);
         cJSON_Delete(details);
         return IAS_ERR;
     }
-    cJSON_AddStringToObject(p, "event_id", eid);
-    cJSON_AddStringToObject(p, "occurred_at", ts);
-    cJSON_AddStringToObject(p, "service", "users");
-    actor = cJSON_AddObjectToObject(p, "actor");
-    cJSON_AddStringToObject(actor, "type", actor_id ? "user" : "anonymous");
-    if (actor_id)
-        cJSON_AddStringToObject(actor, "id", actor_id);
-    else
-        cJSON_AddNullToObject(actor, "id");
-    if (org_id && org_id[0])
-        cJSON_AddStringToObject(p, "org_id", org_id);
-    else
-        cJSON_AddNullToObject(p, "org_id");
-    cJSON_AddStringToObject(p, "action", action);
-    res = cJSON_AddObjectToObject(p, "resource");
-    cJSON_AddStringToObject(res, "type", resource_type);
-    if (resource_id && resource_id[0])
-        cJSON_AddStringToObject(res, "id", resource_id);
-    else
-        cJSON_AddNullToObject(res, "id");
-    if (rid && rid[0])
-        cJSON_AddStringToObject(p, "request_id", rid);
-    else
-        cJSON_AddNullToObject(p, "request_id");
-    cJSON_AddStringToObject(p, "outcome", outcome);
-    cJSON_AddItemToObject(p, "details", details ? details : cJSON_CreateObject());
+    p = ias_audit_event_new(&(ias_audit_fields){.service = "users",
+                                                .actor_type = actor_id ? "user" : "anonymous",
+                                                .actor_id = actor_id,
+                                                .org_id = org_id,
+                                                .action = action,
+                                                .resource_type = resource_type,
+                                                .resource_id = resource_id,
+                                                .request_id = r ? ias_req_id(r) : NULL,
+                                                .outcome = outcome},
+                            details, eid);
     return insert_event(w, eid, rk, p);
 }
 

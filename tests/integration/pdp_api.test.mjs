@@ -306,11 +306,25 @@ test('every change is audited and published, events match the schemas', { skip: 
   const load = (n) => ajv.compile(JSON.parse(readFileSync(join(root, 'proto', 'events', `${n}.schema.json`), 'utf8')));
   const audit = load('audit.recorded.v1');
   const config = load('config.changed.v1');
+  // A denial is audited with the caller's request id; a refused batch audits nothing.
+  const rid = `deny-${randomUUID()}`, ridBad = `bad-${randomUUID()}`;
+  const denied = req(orgA, 'gpt-5');
+  const hdr = (id) => ({ 'X-Ias-Internal-Token': INTERNAL, 'X-Request-Id': id });
+  let r = await api(a.url, 'POST', '/internal/decide', { body: denied, headers: hdr(rid) });
+  assert.equal(r.body.decision, 'deny');
+  r = await api(a.url, 'POST', '/internal/decide', {
+    body: { requests: [req(orgA, 'gpt-5'), { subject: {} }] }, headers: hdr(ridBad),
+  });
+  assert.equal(r.status, 400);
   const msgs = [];
-  const end = Date.now() + 2000;
+  const end = Date.now() + 3000;
   while (Date.now() < end) {
     const m = await amqpCh.get(queue, { noAck: true });
-    if (!m) { if (msgs.length >= 12) break; await new Promise((r) => setTimeout(r, 50)); continue; }
+    if (!m) {
+      if (msgs.length >= 12 && msgs.some((x) => x.body.request_id === rid)) break;
+      await new Promise((res) => setTimeout(res, 50));
+      continue;
+    }
     msgs.push({ key: m.fields.routingKey, type: m.properties.type, id: m.properties.messageId, body: JSON.parse(m.content.toString()) });
   }
   for (const m of msgs) {
@@ -328,6 +342,16 @@ test('every change is audited and published, events match the schemas', { skip: 
   for (const a of ['policy_created', 'policy_activated', 'policy_deleted', 'guardrail_created', 'guardrail_deleted']) {
     assert.ok(actions.has(a), `no ${a} audit event (got ${[...actions]})`);
   }
+  const deny = msgs.find((m) => m.body.action === 'policy_denied' && m.body.request_id === rid);
+  assert.ok(deny, 'no policy_denied audit event for the denied decision');
+  assert.equal(deny.key, 'audit.pdp.policy_denied');
+  assert.deepEqual(deny.body.actor, { type: 'user', id: denied.subject.user_id });
+  assert.equal(deny.body.org_id, orgA);
+  assert.deepEqual(deny.body.resource, { type: 'model', id: 'gpt-5' });
+  assert.equal(deny.body.outcome, 'denied');
+  assert.equal(deny.body.details.reasons[0].rule_id, 'builtin:allowed_models');
+  assert.equal(deny.body.details.policy_action, 'inference');
+  assert.ok(!msgs.some((m) => m.body.request_id === ridBad), 'a refused batch was audited');
   const [idB] = changedIds;
   const created = msgs.find((m) => m.body.action === 'policy_created' && m.body.resource.id === idB);
   assert.ok(created);
