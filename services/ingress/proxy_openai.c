@@ -155,7 +155,7 @@ static void put_cut(char *dst, size_t cap, size_t *used, const char *s)
 static void forward(v1_call *c)
 {
     ingress_ctx *ctx = c->ctx;
-    char url[INGRESS_URL_MAX + 32], reserved[IAS_I64_DEC_MAX];
+    char url[INGRESS_URL_MAX + 32], reserved[IAS_I64_DEC_MAX], estimate[IAS_I64_DEC_MAX];
     ias_http_header h[16 + INGRESS_FWD_MAX];
     size_t n = 0;
     char *text = NULL;
@@ -192,6 +192,11 @@ static void forward(v1_call *c)
     }
     if (c->oreq.include_usage)
         h[n++] = (ias_http_header){"X-Ias-Include-Usage", "1"};
+    /* What the router would otherwise validate the body again for: with these
+     * it reads only "model" and stream_options from the bytes. */
+    (void)ias_fmt_i64(estimate, (int64_t)ias_openai_estimate_prompt_tokens(&c->oreq));
+    h[n++] = (ias_http_header){"X-Ias-Stream", c->oreq.stream ? "1" : "0"};
+    h[n++] = (ias_http_header){"X-Ias-Prompt-Tokens", estimate};
     if (c->guardrails[0])
         h[n++] = (ias_http_header){"X-Ias-Guardrails", c->guardrails};
     if (ctx->internal_token[0])

@@ -24,8 +24,10 @@
 #include <sys/queue.h>
 
 #include "ias/budget.h"
+#include "ias/config.h"
 #include "ias/crypto.h"
 #include "ias/http_client.h"
+#include "ias/json_scan.h"
 #include "ias/log.h"
 #include "ias/openai.h"
 #include "ias/sse.h"
@@ -48,8 +50,10 @@ typedef struct rcall {
     router_worker *w;
     ias_req *r; /* NULL once the client left or the reply completed */
     ias_openai_kind kind;
-    cJSON *body;     /* the request's tree (valid while r is open) */
-    bool body_dirty; /* the tree may differ from the raw bytes (prompt guardrails) */
+    cJSON *body;           /* the request's tree (valid while r is open); NULL on the raw path */
+    bool body_dirty;       /* the tree may differ from the raw bytes (prompt guardrails) */
+    int plan_state;        /* 0: not scanned yet, 1: plan usable, -1: print the tree */
+    router_body_plan plan; /* where the upstream body differs from the raw bytes */
     router_snapshot *snap;
     const router_model *model;
     bool on_fallback, stream, include_usage;
@@ -114,10 +118,11 @@ static void copy_header(const char *v, char *dst, size_t len)
  * ias_req_header would find it), NULL when absent. */
 typedef struct ias_headers {
     const char *internal_token, *org, *user, *key, *reservation, *include_usage, *guardrails;
+    const char *stream, *prompt_tokens; /* ingress validated the body (see read_ingress_view) */
 } ias_headers;
 
 /* One pass over the request's fields instead of one ias_req_header scan per
- * name: these seven lookups were ~50 strcasecmp calls per request. */
+ * name: these nine lookups would be ~60 strcasecmp calls per request. */
 static void read_ias_headers(const ias_req *r, ias_headers *h)
 {
     static const struct {
@@ -132,6 +137,8 @@ static void read_ias_headers(const ias_req *r, ias_headers *h)
         {"Reservation", 11, offsetof(ias_headers, reservation)},
         {"Include-Usage", 13, offsetof(ias_headers, include_usage)},
         {"Guardrails", 10, offsetof(ias_headers, guardrails)},
+        {"Stream", 6, offsetof(ias_headers, stream)},
+        {"Prompt-Tokens", 13, offsetof(ias_headers, prompt_tokens)},
     };
     const char *name, *value;
 
@@ -610,138 +617,35 @@ static void on_up_done(ias_http_call *call, ias_http_result result, void *arg)
 
 /* ---- attempts ---- */
 
-/* ---- the upstream body: splice into the client's bytes when possible ---- */
+/* ---- the upstream body: spliced from the client's bytes when possible ---- */
 
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-/* p at '"': returns just past the closing quote, NULL if unterminated. */
-static const char *skip_string(const char *p, const char *end)
-{
-    for (p++; p < end; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
-            return p + 1;
-    }
-    return NULL;
-}
-
-static const char *skip_value(const char *p, const char *end)
-{
-    int depth = 0;
-
-    while (p < end) {
-        char ch = *p;
-        if (ch == '"') {
-            if ((p = skip_string(p, end)) == NULL)
-                return NULL;
-            if (depth == 0)
-                return p;
-            continue;
-        }
-        if (ch == '{' || ch == '[') {
-            depth++;
-        } else if (ch == '}' || ch == ']') {
-            if (depth == 0)
-                return p; /* end of a scalar at the object's end */
-            if (--depth == 0)
-                return p + 1;
-        } else if (depth == 0 &&
-                   (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')) {
-            return p;
-        }
-        p++;
-    }
-    return depth == 0 ? p : NULL;
-}
-
-static bool plain_name(const char *s)
-{
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
-            return false;
-    return true;
-}
-
-/* The client's body with the top-level "model" value replaced and, for a
- * stream, "stream_options":{"include_usage":true} appended: the same members
- * in the same order as re-printing the cJSON tree gives, without printing
- * (cJSON's number printing is most of that cost). NULL when the bytes are not
- * a plain object this scan can vouch for (escaped keys, duplicate "model", an
- * existing "stream_options", an unsafe name): the caller prints the tree. */
-static char *splice_body(const char *raw, size_t len, const char *name, bool stream, size_t *outlen)
-{
-    const char *end = raw + len, *p = skip_ws(raw, end), *vs = NULL, *ve = NULL, *close;
-    const char *opts = stream ? ",\"stream_options\":{\"include_usage\":true}" : "";
-    size_t nlen = strlen(name), olen = strlen(opts), n;
-    char *out;
-
-    if (!plain_name(name) || p >= end || *p != '{')
-        return NULL;
-    p = skip_ws(p + 1, end);
-    while (p < end && *p != '}') {
-        const char *ks = p, *ke, *v0, *v1;
-        if (*p != '"' || (ke = skip_string(p, end)) == NULL || memchr(ks, '\\', (size_t)(ke - ks)))
-            return NULL;
-        p = skip_ws(ke, end);
-        if (p >= end || *p != ':')
-            return NULL;
-        v0 = skip_ws(p + 1, end);
-        if ((v1 = skip_value(v0, end)) == NULL || v1 == v0)
-            return NULL;
-        if (ke - ks == 7 && memcmp(ks, "\"model\"", 7) == 0) {
-            if (vs != NULL)
-                return NULL;
-            vs = v0;
-            ve = v1;
-        } else if (ke - ks == 16 && memcmp(ks, "\"stream_options\"", 16) == 0) {
-            return NULL;
-        }
-        p = skip_ws(v1, end);
-        if (p < end && *p == ',')
-            p = skip_ws(p + 1, end);
-        else if (p < end && *p != '}')
-            return NULL;
-    }
-    if (p >= end || vs == NULL)
-        return NULL;
-    close = p;
-    n = (size_t)(vs - raw) + nlen + 2 + (size_t)(close - ve) + olen + (size_t)(end - close);
-    out = ias_xmalloc(n + 1);
-    *outlen = 0;
-    memcpy(out, raw, (size_t)(vs - raw));
-    *outlen += (size_t)(vs - raw);
-    out[(*outlen)++] = '"';
-    memcpy(out + *outlen, name, nlen);
-    *outlen += nlen;
-    out[(*outlen)++] = '"';
-    memcpy(out + *outlen, ve, (size_t)(close - ve));
-    *outlen += (size_t)(close - ve);
-    memcpy(out + *outlen, opts, olen);
-    *outlen += olen;
-    memcpy(out + *outlen, close, (size_t)(end - close));
-    *outlen += (size_t)(end - close);
-    out[*outlen] = '\0';
-    return out;
-}
-
-static char *upstream_body(rcall *c, const router_backend *b, size_t *outlen)
+/* The body for backend b: the client's bytes with "model" and stream_options
+ * edited (router_body_build), or the tree printed when prompt guardrails may
+ * have rewritten it or the bytes are unusual (router_body_plan_scan). *owned
+ * gets what the caller frees. */
+static const char *upstream_body(rcall *c, const router_backend *b, size_t *outlen, char **owned)
 {
     const char *name = b->upstream_model ? b->upstream_model : c->model->name;
+    char client[IAS_OPENAI_MAX_MODEL_LEN + 1];
     cJSON *opts;
     char *out;
 
+    *owned = NULL;
     if (!c->body_dirty && c->r != NULL) {
         size_t rawlen = 0;
         const char *raw = ias_req_body(c->r, &rawlen);
-        if (raw != NULL && (out = splice_body(raw, rawlen, name, c->stream, outlen)) != NULL)
-            return out;
+
+        if (c->plan_state == 0)
+            c->plan_state =
+                router_body_plan_scan(raw, rawlen, &c->plan, client, sizeof(client)) == IAS_OK ? 1
+                                                                                               : -1;
+        else if (c->plan_state > 0)
+            (void)ias_json_scan_string(raw, c->plan.model, client, sizeof(client));
+        if (c->plan_state > 0)
+            return router_body_build(raw, rawlen, &c->plan, client, name, c->stream, outlen, owned);
     }
+    if (c->body == NULL)
+        ias_die("router: no request tree for an unusual body"); /* the raw path has a plan */
 
     cJSON_ReplaceItemInObjectCaseSensitive(c->body, "model", cJSON_CreateString(name));
     if (c->stream) {
@@ -758,6 +662,7 @@ static char *upstream_body(rcall *c, const router_backend *b, size_t *outlen)
     if (out == NULL)
         ias_die("router: out of memory");
     *outlen = strlen(out);
+    *owned = out;
     return out;
 }
 
@@ -784,7 +689,8 @@ static void attempt(rcall *c)
     const router_backend *b;
     ias_http_header h[MAX_FWD_HEADERS + 4];
     size_t nh = 0;
-    char *url, *body;
+    char *url, *owned;
+    const char *body;
     size_t body_len;
     int i;
 
@@ -829,7 +735,7 @@ static void attempt(rcall *c)
         h[nh++] = c->fwd[k];
     url = ias_xasprintf("%s%s", b->url,
                         c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
-    body = upstream_body(c, b, &body_len);
+    body = upstream_body(c, b, &body_len, &owned);
     ias_http_request req = {.method = "POST",
                             .url = url,
                             .headers = h,
@@ -847,7 +753,7 @@ static void attempt(rcall *c)
     atomic_fetch_add(&c->st->outstanding, 1);
     c->up = ias_http_client_request(c->w->http, &req, &cb, c);
     free(url);
-    free(body);
+    free(owned);
     if (c->up == NULL) {
         ias_error(&c->log, "backend %s: invalid upstream request", b->id);
         atomic_fetch_sub(&c->st->outstanding, 1);
@@ -923,16 +829,40 @@ static void on_guard_ready(router_guard *g, int status, const char *why, void *a
     guard_ready(arg, status, why);
 }
 
+/* What ingress tells about a body it validated: X-Ias-Stream (0 or 1) and
+ * X-Ias-Prompt-Tokens (its prompt estimate). Both present and well formed, and
+ * no guardrails to enforce (they need the tree): the router works on the raw
+ * bytes. A direct call without them gets the full validation. */
+static bool read_ingress_view(const ias_headers *hs, bool *stream, long long *prompt_estimate)
+{
+    long long v;
+
+    if (hs->stream == NULL || hs->prompt_tokens == NULL ||
+        (strcmp(hs->stream, "0") != 0 && strcmp(hs->stream, "1") != 0))
+        return false;
+    if (ias_parse_ll(hs->prompt_tokens, &v) != IAS_OK || v < 0)
+        return false;
+    if (hs->guardrails != NULL && hs->guardrails[strspn(hs->guardrails, " \t")] != '\0')
+        return false;
+    *stream = hs->stream[0] == '1';
+    *prompt_estimate = v;
+    return true;
+}
+
 static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
 {
     ias_headers hs;
-    const char *tok;
-    char why[256];
+    const char *tok, *raw;
+    char why[256], model[IAS_OPENAI_MAX_MODEL_LEN + 1];
     int rc;
     const cJSON *model_item;
     ias_openai_request oreq;
     ias_openai_error oerr;
-    cJSON *body;
+    cJSON *body = NULL;
+    router_body_plan plan;
+    bool raw_path, stream = false;
+    long long estimate = 0;
+    size_t rawlen;
     rcall *c;
 
     read_ias_headers(r, &hs);
@@ -944,7 +874,13 @@ static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
                                      NULL, "missing or wrong X-Ias-Internal-Token");
         return;
     }
-    if ((body = ias_req_json(r)) == NULL)
+    /* Through ingress, the body was validated there: one scan for "model" and
+     * stream_options instead of a tree and a second validation. Bytes the scan
+     * refuses (cJSON is more lenient than it) take the full path. */
+    raw = ias_req_body(r, &rawlen);
+    raw_path = read_ingress_view(&hs, &stream, &estimate) &&
+               router_body_plan_scan(raw, rawlen, &plan, model, sizeof(model)) == IAS_OK;
+    if (!raw_path && (body = ias_req_json(r)) == NULL)
         return; /* answered 400 */
 
     c = rcall_new(worker_of(r));
@@ -966,9 +902,15 @@ static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
     copy_header(hs.key, c->key, sizeof(c->key));
     copy_header(hs.reservation, c->resv, sizeof(c->resv));
     c->include_usage = hs.include_usage != NULL && strcmp(hs.include_usage, "1") == 0;
-    model_item = cJSON_GetObjectItemCaseSensitive(body, "model");
-    if (cJSON_IsString(model_item))
-        (void)ias_strlcpy(c->model_name, model_item->valuestring, sizeof(c->model_name));
+    if (raw_path) {
+        c->plan = plan;
+        c->plan_state = 1;
+        memcpy(c->model_name, model, sizeof(c->model_name));
+    } else {
+        model_item = cJSON_GetObjectItemCaseSensitive(body, "model");
+        if (cJSON_IsString(model_item))
+            (void)ias_strlcpy(c->model_name, model_item->valuestring, sizeof(c->model_name));
+    }
     c->timer = evtimer_new(ias_req_base(r), on_timer, c);
     c->sse = ias_sse_parser_new(MAX_EVENT_BYTES, on_sse_event, c);
     if (c->timer == NULL || c->sse == NULL)
@@ -981,8 +923,12 @@ static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
                    "X-Ias-Org-Id (and X-Ias-User-Id / X-Ias-Key-Id when present) must be UUIDs");
         return;
     }
-    if ((kind == IAS_OPENAI_CHAT ? ias_openai_parse_chat(body, &oreq, &oerr)
-                                 : ias_openai_parse_completion(body, &oreq, &oerr)) != IAS_OK) {
+    if (raw_path) {
+        c->stream = stream;
+        c->prompt_estimate = estimate;
+    } else if ((kind == IAS_OPENAI_CHAT
+                    ? ias_openai_parse_chat(body, &oreq, &oerr)
+                    : ias_openai_parse_completion(body, &oreq, &oerr)) != IAS_OK) {
         c->status = 400;
         ias_req_on_close(r, NULL, NULL);
         (void)ias_reply_openai_error(r, 400, "invalid_request_error", NULL,
@@ -990,11 +936,12 @@ static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
         c->r = NULL;
         finish(c);
         return;
+    } else {
+        c->stream = oreq.stream;
+        if (hs.include_usage == NULL)
+            c->include_usage = oreq.include_usage; /* called directly, not through ingress */
+        c->prompt_estimate = (long long)ias_openai_estimate_prompt_tokens(&oreq);
     }
-    c->stream = oreq.stream;
-    if (hs.include_usage == NULL)
-        c->include_usage = oreq.include_usage; /* called directly, not through ingress */
-    c->prompt_estimate = (long long)ias_openai_estimate_prompt_tokens(&oreq);
 
     c->snap = router_registry_acquire(ctx);
     if (c->snap == NULL) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ias/common.h"
+#include "ias/json_scan.h"
 #include "ias/jsonw.h"
 
 /* No CR anywhere (what every backend we know sends): line ends are LFs only,
@@ -81,20 +82,24 @@ static void count_choices(router_usage *u, const cJSON *choices)
 /* Far above any context window, far below LLONG_MAX. */
 #define USAGE_TOKENS_MAX 1e12
 
+/* Out of range (negative, NaN, or past any real count: a cast of 1e128 to
+ * long long is undefined) is no usage: the router counts for itself. */
+static void set_usage(router_usage *u, double p, double c)
+{
+    if (!(p >= 0 && p <= USAGE_TOKENS_MAX) || !(c >= 0 && c <= USAGE_TOKENS_MAX))
+        return;
+    u->have_usage = true;
+    u->prompt = (long long)p;
+    u->completion = (long long)c;
+}
+
 static void read_usage(router_usage *u, const cJSON *usage)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
 
-    /* Out of range (negative, NaN, or past any real count: a cast of 1e128 to
-     * long long is undefined) is no usage: the router counts for itself. */
-    if (!cJSON_IsObject(usage) || !cJSON_IsNumber(p) || !cJSON_IsNumber(c) ||
-        !(p->valuedouble >= 0 && p->valuedouble <= USAGE_TOKENS_MAX) ||
-        !(c->valuedouble >= 0 && c->valuedouble <= USAGE_TOKENS_MAX))
-        return;
-    u->have_usage = true;
-    u->prompt = (long long)p->valuedouble;
-    u->completion = (long long)c->valuedouble;
+    if (cJSON_IsObject(usage) && cJSON_IsNumber(p) && cJSON_IsNumber(c))
+        set_usage(u, p->valuedouble, c->valuedouble);
 }
 
 /* Marks the bytes of w that are '"', '\\' or below ' ' with their top bit,
@@ -268,18 +273,197 @@ static bool usage_chunk_fast(router_usage *u, const char *data, size_t len)
     return true;
 }
 
-int router_usage_chunk(router_usage *u, const char *data, size_t len, bool *usage_only)
+/* ---- the same reading on the raw bytes (ias/json_scan.h) ---- */
+
+/* What one response document says, gathered before anything is applied: the
+ * scan may still refuse a later byte. */
+typedef struct scan_result {
+    bool usage_object; /* the first "usage" member is an object */
+    bool have_usage;   /* ... with numbers as prompt_tokens and completion_tokens */
+    double prompt, completion;
+    bool choices_seen;  /* there is a "choices" member */
+    bool choices_array; /* the first one is an array */
+    size_t nchoices;    /* of its elements */
+    long long counted;  /* choices with non-empty text, as count_choices */
+} scan_result;
+
+/* Each reader below walks into the value its caller's cursor just returned
+ * and takes the first member of each name it cares about, as
+ * cJSON_GetObjectItemCaseSensitive does; later duplicates are only checked. */
+
+static int scan_usage(ias_json_cursor *cur, const char *s, scan_result *r)
+{
+    ias_json_cursor obj;
+    ias_json_item it;
+    bool seen_p = false, seen_c = false, num_p = false, num_c = false;
+    double p = 0, c = 0;
+    int rc;
+
+    if (ias_json_scan_enter(cur, &obj) != IAS_OK)
+        return IAS_ERR;
+    while ((rc = ias_json_scan_next(&obj, &it)) == IAS_OK) {
+        bool *seen = NULL, *num = NULL;
+        double *v = NULL;
+
+        if (!seen_p && ias_json_scan_key_is(s, it.key, "prompt_tokens")) {
+            seen = &seen_p, num = &num_p, v = &p;
+        } else if (!seen_c && ias_json_scan_key_is(s, it.key, "completion_tokens")) {
+            seen = &seen_c, num = &num_c, v = &c;
+        } else {
+            continue;
+        }
+        *seen = true;
+        if (it.type == IAS_JSON_NUMBER) {
+            if (ias_json_scan_number(s, it.value, v) != IAS_OK)
+                return IAS_ERR;
+            *num = true;
+        }
+    }
+    if (rc != IAS_JSON_DONE)
+        return IAS_ERR;
+    ias_json_scan_leave(cur, &obj);
+    if (num_p && num_c) {
+        r->have_usage = true; /* set_usage checks the range */
+        r->prompt = p;
+        r->completion = c;
+    }
+    return IAS_OK;
+}
+
+/* The first "content" of the object value cur just returned is a non-empty
+ * string. */
+static int scan_content(ias_json_cursor *cur, const char *s, bool *nonempty)
+{
+    ias_json_cursor obj;
+    ias_json_item it;
+    bool seen = false;
+    int rc;
+
+    if (ias_json_scan_enter(cur, &obj) != IAS_OK)
+        return IAS_ERR;
+    while ((rc = ias_json_scan_next(&obj, &it)) == IAS_OK) {
+        if (seen || !ias_json_scan_key_is(s, it.key, "content"))
+            continue;
+        seen = true;
+        if (it.type == IAS_JSON_STRING && ias_json_scan_string_nonempty(s, it.value))
+            *nonempty = true;
+    }
+    if (rc != IAS_JSON_DONE)
+        return IAS_ERR;
+    ias_json_scan_leave(cur, &obj);
+    return IAS_OK;
+}
+
+/* One element of "choices", as count_choices judges it: the first "text" a
+ * non-empty string, or the first "delta" / "message" an object whose first
+ * "content" is one. */
+static int scan_choice(ias_json_cursor *cur, const char *s, bool *counts)
+{
+    ias_json_cursor obj;
+    ias_json_item it;
+    bool seen_text = false, seen_delta = false, seen_message = false;
+    int rc;
+
+    if (ias_json_scan_enter(cur, &obj) != IAS_OK)
+        return IAS_ERR;
+    while ((rc = ias_json_scan_next(&obj, &it)) == IAS_OK) {
+        bool *seen;
+
+        if (ias_json_scan_key_is(s, it.key, "text"))
+            seen = &seen_text;
+        else if (ias_json_scan_key_is(s, it.key, "delta"))
+            seen = &seen_delta;
+        else if (ias_json_scan_key_is(s, it.key, "message"))
+            seen = &seen_message;
+        else
+            continue;
+        if (*seen)
+            continue;
+        *seen = true;
+        if (it.type == IAS_JSON_STRING && seen == &seen_text)
+            *counts = *counts || ias_json_scan_string_nonempty(s, it.value);
+        else if (it.type == IAS_JSON_OBJECT && seen != &seen_text &&
+                 scan_content(&obj, s, counts) != IAS_OK)
+            return IAS_ERR;
+    }
+    if (rc != IAS_JSON_DONE)
+        return IAS_ERR;
+    ias_json_scan_leave(cur, &obj);
+    return IAS_OK;
+}
+
+static int scan_choices(ias_json_cursor *cur, const char *s, scan_result *r)
+{
+    ias_json_cursor arr;
+    ias_json_item it;
+    int rc;
+
+    if (ias_json_scan_enter(cur, &arr) != IAS_OK)
+        return IAS_ERR;
+    while ((rc = ias_json_scan_next(&arr, &it)) == IAS_OK) {
+        bool counts = false;
+
+        r->nchoices++;
+        if (it.type != IAS_JSON_OBJECT)
+            continue;
+        if (scan_choice(&arr, s, &counts) != IAS_OK)
+            return IAS_ERR;
+        if (counts)
+            r->counted++;
+    }
+    if (rc != IAS_JSON_DONE)
+        return IAS_ERR;
+    ias_json_scan_leave(cur, &arr);
+    return IAS_OK;
+}
+
+/* Reads "usage" and "choices" of a response document without a tree.
+ * IAS_OK: an object, read into *r; IAS_ERR: valid JSON but no object (cJSON
+ * would say the same); IAS_AGAIN: the strict scan refused the bytes, so only
+ * cJSON can tell what they mean. */
+static int scan_response(const char *s, size_t len, scan_result *r)
+{
+    ias_json_cursor root;
+    ias_json_item it;
+    bool seen_usage = false;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    if (ias_json_scan_open(&root, s, len) != IAS_OK || root.close != '}')
+        return ias_json_scan_document(s, len, NULL, NULL) ? IAS_ERR : IAS_AGAIN;
+    while ((rc = ias_json_scan_next(&root, &it)) == IAS_OK) {
+        if (!seen_usage && ias_json_scan_key_is(s, it.key, "usage")) {
+            seen_usage = true;
+            if (it.type == IAS_JSON_OBJECT) {
+                r->usage_object = true;
+                if (scan_usage(&root, s, r) != IAS_OK)
+                    return IAS_AGAIN;
+            }
+        } else if (!r->choices_seen && ias_json_scan_key_is(s, it.key, "choices")) {
+            r->choices_seen = true;
+            if (it.type == IAS_JSON_ARRAY) {
+                r->choices_array = true;
+                if (scan_choices(&root, s, r) != IAS_OK)
+                    return IAS_AGAIN;
+            }
+        }
+    }
+    return rc == IAS_JSON_DONE ? IAS_OK : IAS_AGAIN;
+}
+
+static void apply_scan(router_usage *u, const scan_result *r)
+{
+    if (r->have_usage)
+        set_usage(u, r->prompt, r->completion);
+    u->counted += r->counted;
+}
+
+/* The reference: a cJSON tree of the chunk. */
+static int usage_chunk_cjson(router_usage *u, const char *data, size_t len, bool *usage_only)
 {
     cJSON *root;
     const cJSON *choices, *usage;
 
-    *usage_only = false;
-    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
-        u->done = true;
-        return IAS_OK;
-    }
-    if (usage_chunk_fast(u, data, len))
-        return IAS_OK;
     root = cJSON_ParseWithLength(data, len);
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -298,11 +482,53 @@ int router_usage_chunk(router_usage *u, const char *data, size_t len, bool *usag
     return IAS_OK;
 }
 
+/* The same without a tree; IAS_AGAIN when only cJSON can tell. */
+static int usage_chunk_scan(router_usage *u, const char *data, size_t len, bool *usage_only)
+{
+    scan_result r;
+    int rc = scan_response(data, len, &r);
+
+    if (rc != IAS_OK)
+        return rc;
+    apply_scan(u, &r);
+    if (r.usage_object)
+        *usage_only = !r.choices_seen || (r.choices_array && r.nchoices == 0);
+    return IAS_OK;
+}
+
+int router_usage_chunk(router_usage *u, const char *data, size_t len, bool *usage_only)
+{
+    int rc;
+
+    *usage_only = false;
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        u->done = true;
+        return IAS_OK;
+    }
+    if (usage_chunk_fast(u, data, len))
+        return IAS_OK;
+    /* usage, several choices, text/message choices: read without a tree */
+    if ((rc = usage_chunk_scan(u, data, len, usage_only)) != IAS_AGAIN)
+        return rc;
+    return usage_chunk_cjson(u, data, len, usage_only);
+}
+
 int router_usage_body(router_usage *u, const char *body, size_t len)
 {
-    cJSON *root = cJSON_ParseWithLength(body, len);
+    scan_result r;
+    cJSON *root;
     const cJSON *choices;
+    int rc = scan_response(body, len, &r);
 
+    if (rc == IAS_OK) {
+        apply_scan(u, &r);
+        u->done = true;
+        return IAS_OK;
+    }
+    if (rc == IAS_ERR)
+        return IAS_ERR;
+    /* bytes the strict scan refused (cJSON is more lenient): as before */
+    root = cJSON_ParseWithLength(body, len);
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return IAS_ERR;
@@ -321,6 +547,158 @@ long long router_usage_completion(const router_usage *u, bool complete)
     if (u->have_usage && complete)
         return u->completion;
     return u->counted;
+}
+
+/* ---- the upstream request body ---- */
+
+int router_body_plan_scan(const char *body, size_t len, router_body_plan *p, char *model,
+                          size_t cap)
+{
+    ias_json_cursor root;
+    ias_json_item it;
+    bool seen_opts = false;
+    int rc;
+
+    memset(p, 0, sizeof(*p));
+    if (ias_json_scan_open(&root, body, len) != IAS_OK || root.close != '}')
+        return IAS_ERR;
+    while ((rc = ias_json_scan_next(&root, &it)) == IAS_OK) {
+        if (ias_json_scan_key_is(body, it.key, "model")) {
+            size_t n;
+            if (p->model.len != 0 || it.type != IAS_JSON_STRING)
+                return IAS_ERR; /* a duplicate: cJSON and the backend may differ on it */
+            n = ias_json_scan_string(body, it.value, model, cap);
+            if (n == 0 || n >= cap || strlen(model) != n)
+                return IAS_ERR; /* empty, too long or with a NUL inside */
+            p->model = it.value;
+        } else if (ias_json_scan_key_is(body, it.key, "stream_options")) {
+            if (seen_opts)
+                return IAS_ERR;
+            seen_opts = true;
+            p->opts_type = it.type;
+            if (it.type == IAS_JSON_ARRAY && ias_json_scan_skip(&root, &it.value) != IAS_OK)
+                return IAS_ERR;
+            if (it.type != IAS_JSON_OBJECT) {
+                p->opts = it.value;
+                continue;
+            }
+            ias_json_cursor obj;
+            ias_json_item m;
+            bool any = false;
+            if (ias_json_scan_enter(&root, &obj) != IAS_OK)
+                return IAS_ERR;
+            while ((rc = ias_json_scan_next(&obj, &m)) == IAS_OK) {
+                any = true;
+                if (!ias_json_scan_key_is(body, m.key, "include_usage"))
+                    continue;
+                if (p->incl.len != 0)
+                    return IAS_ERR;
+                if (m.type == IAS_JSON_OBJECT || m.type == IAS_JSON_ARRAY) {
+                    if (ias_json_scan_skip(&obj, &m.value) != IAS_OK)
+                        return IAS_ERR;
+                }
+                p->incl = m.value;
+            }
+            if (rc != IAS_JSON_DONE)
+                return IAS_ERR;
+            ias_json_scan_leave(&root, &obj);
+            p->opts = (ias_json_span){it.value.off, obj.pos - it.value.off};
+            p->opts_empty = !any;
+        }
+    }
+    if (rc != IAS_JSON_DONE || p->model.len == 0)
+        return IAS_ERR;
+    /* the closing brace: the last non-blank byte */
+    p->close = len;
+    while (p->close > 0 && body[p->close - 1] != '}')
+        p->close--;
+    p->close--;
+    return IAS_OK;
+}
+
+/* One replacement of body bytes [off, off + del) by ins[0..inslen). */
+typedef struct body_edit {
+    size_t off, del;
+    const char *ins;
+    size_t inslen;
+} body_edit;
+
+/* name as a JSON string token, into out (6 bytes per input byte at most). */
+static size_t json_quote(const char *name, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+
+    out[n++] = '"';
+    for (const unsigned char *q = (const unsigned char *)name; *q; q++) {
+        if (*q == '"' || *q == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)*q;
+        } else if (*q < 0x20) {
+            memcpy(out + n, "\\u00", 4);
+            out[n + 4] = hex[*q >> 4];
+            out[n + 5] = hex[*q & 15];
+            n += 6;
+        } else {
+            out[n++] = (char)*q;
+        }
+    }
+    out[n++] = '"';
+    return n;
+}
+
+const char *router_body_build(const char *body, size_t len, const router_body_plan *p,
+                              const char *client_model, const char *name, bool stream,
+                              size_t *outlen, char **owned)
+{
+    static const char append[] = ",\"stream_options\":{\"include_usage\":true}";
+    static const char object[] = "{\"include_usage\":true}";
+    body_edit e[2];
+    size_t ne = 0, total = len, at = 0, n = 0;
+    char *quoted = NULL, *out;
+
+    *owned = NULL;
+    if (strcmp(name, client_model) != 0) {
+        quoted = ias_xmalloc(strlen(name) * 6 + 3);
+        e[ne++] = (body_edit){p->model.off, p->model.len, quoted, json_quote(name, quoted)};
+    }
+    if (stream) {
+        if (p->opts.len == 0)
+            e[ne++] = (body_edit){p->close, 0, append, sizeof(append) - 1};
+        else if (p->opts_type != IAS_JSON_OBJECT)
+            e[ne++] = (body_edit){p->opts.off, p->opts.len, object, sizeof(object) - 1};
+        else if (p->incl.len == 0)
+            e[ne++] =
+                (body_edit){p->opts.off + 1, 0, "\"include_usage\":true,", p->opts_empty ? 20 : 21};
+        else if (!(p->incl.len == 4 && memcmp(body + p->incl.off, "true", 4) == 0))
+            e[ne++] = (body_edit){p->incl.off, p->incl.len, "true", 4};
+    }
+    if (ne == 0) {
+        *outlen = len;
+        return body; /* the client's bytes as they are */
+    }
+    if (ne == 2 && e[1].off < e[0].off) {
+        body_edit t = e[0];
+        e[0] = e[1];
+        e[1] = t;
+    }
+    for (size_t i = 0; i < ne; i++)
+        total += e[i].inslen - e[i].del;
+    out = ias_xmalloc(total + 1);
+    for (size_t i = 0; i < ne; i++) {
+        memcpy(out + n, body + at, e[i].off - at);
+        n += e[i].off - at;
+        memcpy(out + n, e[i].ins, e[i].inslen);
+        n += e[i].inslen;
+        at = e[i].off + e[i].del;
+    }
+    memcpy(out + n, body + at, len - at);
+    n += len - at;
+    out[n] = '\0';
+    free(quoted);
+    *outlen = n;
+    *owned = out;
+    return out;
 }
 
 /* Written directly, one event per request: a cJSON tree cost ~20 small

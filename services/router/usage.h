@@ -1,10 +1,12 @@
-/* Pure parts of the router's accounting: SSE event framing on raw bytes, usage
- * extraction from chunks and bodies, and the usage.recorded.v1 document. No I/O,
- * so tests/unit/test_router_usage.c exercises them directly. */
+/* Pure parts of the router's request and accounting work: the upstream body
+ * spliced from the client's bytes, SSE event framing on raw bytes, usage
+ * extraction from chunks and bodies, and the usage.recorded.v1 document. No
+ * I/O, so tests/unit/test_router_usage.c exercises them directly. */
 #ifndef IAS_ROUTER_USAGE_H
 #define IAS_ROUTER_USAGE_H
 
 #include "ias/common.h"
+#include "ias/json_scan.h"
 
 /* What a response told us about tokens. */
 typedef struct router_usage {
@@ -30,6 +32,36 @@ int router_usage_body(router_usage *u, const char *body, size_t len);
 /* The completion tokens to bill: upstream's count when it reported one and the
  * response completed, else our own count. */
 long long router_usage_completion(const router_usage *u, bool complete);
+
+/* Where the upstream body differs from the client's: found by one strict scan
+ * of the body, kept as offsets into it. */
+typedef struct router_body_plan {
+    ias_json_span model;     /* the top-level "model" string token */
+    ias_json_span opts;      /* the top-level "stream_options" value; len 0: absent */
+    ias_json_type opts_type; /* its type */
+    ias_json_span incl; /* "include_usage" value inside an object stream_options; len 0: none */
+    bool opts_empty;    /* stream_options is an object without members */
+    size_t close;       /* offset of the body's closing brace */
+} router_body_plan;
+
+/* Scans a request body for the plan and decodes "model" into model[0..cap).
+ * IAS_ERR when the strict scan refuses the bytes, the body is no object,
+ * "model" is missing, no string, empty, too long for cap or has a NUL in it,
+ * or "model", "stream_options" or its "include_usage" occur twice (cJSON reads
+ * the first of duplicates, backends may read the last): the caller then works
+ * on a cJSON tree. */
+int router_body_plan_scan(const char *body, size_t len, router_body_plan *p, char *model,
+                          size_t cap) IAS_MUSTCHECK;
+
+/* The upstream body: the client's bytes with the "model" value replaced by name
+ * when that differs from client_model (the decoded value), and for a stream
+ * stream_options.include_usage set to true (other stream_options members stay;
+ * a stream_options that is no object, i.e. null, becomes {"include_usage":true};
+ * a missing one is appended). Returns body itself when nothing changes (*owned
+ * NULL), else a malloc'd copy, also in *owned for the caller to free. */
+const char *router_body_build(const char *body, size_t len, const router_body_plan *p,
+                              const char *client_model, const char *name, bool stream,
+                              size_t *outlen, char **owned);
 
 /* Fields of a usage.recorded.v1 event. NULL strings become JSON null. */
 typedef struct router_usage_event {

@@ -232,6 +232,9 @@ test('client X-Ias-* headers are dropped; the router gets the contract headers',
   assert.match(got.headers['x-ias-reservation'], /^[0-9a-f-]{36}$/);
   assert.equal(got.headers['x-ias-anything'], undefined);
   assert.equal(got.headers['x-ias-internal-token'], undefined);
+  // What ingress validated, so the router need not parse the body again.
+  assert.equal(got.headers['x-ias-stream'], '0');
+  assert.match(got.headers['x-ias-prompt-tokens'], /^[1-9][0-9]*$/);
   // No max_tokens from the client: clamped to what the reservation covers.
   const fwd = JSON.parse(got.body);
   const reserved = Number(got.headers['x-ias-reserved-tokens']);

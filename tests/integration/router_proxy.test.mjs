@@ -197,6 +197,49 @@ test('streaming: usage chunk stripped unless asked, exact usage either way', { s
   }
 });
 
+// Through ingress the router reads only "model" and stream_options from the
+// raw body and takes stream and the prompt estimate from X-Ias-Stream /
+// X-Ias-Prompt-Tokens (internal-contracts.md).
+test('ingress view headers: body spliced from the raw bytes, estimate from the header', { skip }, async () => {
+  const view = (stream) => ({ 'X-Ias-Stream': stream ? '1' : '0', 'X-Ias-Prompt-Tokens': '50' });
+  // hang-gpt's backend only serves mock-gpt: the spliced body carries the upstream name;
+  // include_usage false is turned true upstream, its sibling kept, the chunk still stripped
+  let { r, id } = await chat({ model: 'hang-gpt', messages: msgs, max_tokens: 3, stream: true,
+    stream_options: { include_usage: false, continuous_usage_stats: false } }, view(true));
+  assert.equal(r.status, 200);
+  const text = await r.text();
+  assert.ok(text.trimEnd().endsWith('data: [DONE]'));
+  assert.equal(/"usage"/.test(text), false);
+  let ev = checkEvent(await waitEvent(id));
+  assert.equal(ev.prompt_tokens, 9, 'upstream usage');
+  assert.equal(ev.completion_tokens, 3);
+  assert.equal(ev.stream, true);
+
+  // cut before the usage chunk: the prompt billed is ingress's estimate
+  ({ r, id } = await chat({ model: 'hang-gpt', messages: msgs, max_tokens: 6, stream: true },
+    { ...view(true), 'X-Mock-Fault': 'cut-after=2' }));
+  assert.equal(r.status, 200);
+  await r.text();
+  ev = checkEvent(await waitEvent(id));
+  assert.equal(ev.aborted, true);
+  assert.equal(ev.prompt_tokens, 50);
+  assert.equal(ev.completion_tokens, 2);
+
+  // non-streaming, usage read from the body without a tree
+  ({ r, id } = await chat({ model: 'hang-gpt', messages: msgs, max_tokens: 2 }, view(false)));
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).usage.completion_tokens, 2);
+  ev = checkEvent(await waitEvent(id));
+  assert.equal(ev.prompt_tokens, 9);
+  assert.equal(ev.completion_tokens, 2);
+  assert.equal(ev.stream, false);
+
+  // malformed view headers: the full validation answers
+  ({ r } = await chat({ model: 'hang-gpt', messages: [] }, { 'X-Ias-Stream': 'yes', 'X-Ias-Prompt-Tokens': '50' }));
+  assert.equal(r.status, 400);
+  assert.equal((await r.json()).error.param, 'messages');
+});
+
 test('settle moves the reservation from reserved into used', { skip }, async () => {
   const resv = randomUUID();
   const month = new Date().toISOString().slice(0, 7).replace('-', '');

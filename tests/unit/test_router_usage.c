@@ -121,6 +121,152 @@ static void test_body(void **state)
     assert_int_equal(router_usage_body(&u, "[", 1), IAS_ERR);
 }
 
+/* Reading usage and counting choices without a tree gives what the cJSON
+ * reading gives, including its quirks (first of duplicate keys, escaped keys,
+ * "\u0000..." as empty text, out-of-range counts); bytes the strict scan
+ * refuses go to cJSON. */
+static void test_scan_matches_cjson(void **state)
+{
+    static const char *const docs[] = {
+        "{\"choices\":[],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":3}}",
+        "{\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":3},\"choices\":[{\"text\":\"a\"}]}",
+        "{\"choices\":[{\"text\":\"a\"},{\"text\":\"\"},{\"text\":\"\\u0000x\"},{\"text\":1}]}",
+        "{\"choices\":[{\"message\":{\"content\":\"m\",\"content\":\"\"}},"
+        "{\"delta\":{\"content\":\"\"},\"delta\":{\"content\":\"d\"}},"
+        "{\"message\":[{\"content\":\"x\"}]},7,null,{\"te\\u0078t\":\"e\"}]}",
+        "{\"choices\":{\"text\":\"x\"},\"usage\":{\"prompt_tokens\":1}}",
+        "{\"usage\":{\"prompt_tokens\":-1,\"completion_tokens\":3}}",
+        "{\"usage\":{\"prompt_tokens\":1e13,\"completion_tokens\":3}}",
+        "{\"usage\":{\"prompt_tokens\":2.9,\"completion_tokens\":\"3\"}}",
+        "{\"usage\":{\"prompt_tokens\":2.9,\"completion_tokens\":3.5}}",
+        "{\"usage\":{\"prompt_tokens\":\"1\",\"prompt_tokens\":2,\"completion_tokens\":3}}",
+        "{\"usage\":null,\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}",
+        "{\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5},\"choices\":[]}",
+        "{\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5},\"choices\":null}",
+        "{\"choices\":[{\"text\":\"tab\there\"}]}",  /* refused by the scan: cJSON reads it */
+        "{\"choices\":[{\"text\":\"a\"}]} trailing", /* likewise */
+        "[1]",
+        "\"str\"",
+    };
+
+    for (size_t i = 0; i < IAS_ARRAY_LEN(docs); i++) {
+        router_usage a = {0}, b = {0};
+        bool only_a = false, only_b = false;
+        int ra, rb;
+        const char *d = docs[i];
+
+        ra = usage_chunk_scan(&a, d, strlen(d), &only_a);
+        rb = usage_chunk_cjson(&b, d, strlen(d), &only_b);
+        if (ra == IAS_AGAIN)
+            ra = usage_chunk_cjson(&a, d, strlen(d), &only_a);
+        if (ra != rb || a.have_usage != b.have_usage || a.prompt != b.prompt ||
+            a.completion != b.completion || a.counted != b.counted || only_a != only_b)
+            fail_msg("doc %zu: scan rc %d usage %d %lld/%lld counted %lld only %d; cJSON rc %d "
+                     "usage %d %lld/%lld counted %lld only %d",
+                     i, ra, a.have_usage, a.prompt, a.completion, a.counted, only_a, rb,
+                     b.have_usage, b.prompt, b.completion, b.counted, only_b);
+    }
+    /* the strict scan refuses these, cJSON takes them */
+    router_usage u = {0};
+    bool only;
+    assert_int_equal(usage_chunk_scan(&u, "{\"a\":01}", 8, &only), IAS_AGAIN);
+    assert_int_equal(usage_chunk_scan(&u, "[1]", 3, &only), IAS_ERR);
+}
+
+/* The upstream body from the client's bytes, checked through cJSON. */
+static cJSON *built(const char *in, const char *client, const char *name, bool stream, bool *same)
+{
+    router_body_plan p;
+    char model[257], *owned = NULL;
+    size_t len;
+    const char *out;
+    cJSON *j;
+
+    assert_int_equal(router_body_plan_scan(in, strlen(in), &p, model, sizeof(model)), IAS_OK);
+    assert_string_equal(model, client);
+    out = router_body_build(in, strlen(in), &p, model, name, stream, &len, &owned);
+    *same = out == in;
+    assert_true(*same == (owned == NULL));
+    j = cJSON_ParseWithLength(out, len);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "model")->valuestring, name);
+    free(owned);
+    return j;
+}
+
+static void test_body_plan(void **state)
+{
+    cJSON *j, *o;
+    bool same;
+    router_body_plan p;
+    char model[8];
+
+    /* nothing to change: the client's bytes go upstream as they are */
+    j = built("{\"model\":\"m\",\"stream\":false}", "m", "m", false, &same);
+    assert_true(same);
+    cJSON_Delete(j);
+    /* an escaped but equal name is equal */
+    j = built("{\"model\":\"\\u006d\"}", "m", "m", false, &same);
+    assert_true(same);
+    cJSON_Delete(j);
+    /* renamed, with a name that needs escaping */
+    j = built(" {\"model\" : \"m\", \"n\":1} ", "m", "up\"stream\\\n", false, &same);
+    assert_false(same);
+    assert_int_equal(cJSON_GetObjectItem(j, "n")->valueint, 1);
+    cJSON_Delete(j);
+    /* stream without stream_options: appended */
+    j = built("{\"model\":\"m\",\"stream\":true}", "m", "m", true, &same);
+    o = cJSON_GetObjectItem(j, "stream_options");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "include_usage")));
+    assert_int_equal(cJSON_GetArraySize(o), 1);
+    cJSON_Delete(j);
+    /* stream_options null: replaced; empty object: filled */
+    j = built("{\"stream_options\":null,\"model\":\"m\"}", "m", "x", true, &same);
+    o = cJSON_GetObjectItem(j, "stream_options");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "include_usage")));
+    cJSON_Delete(j);
+    j = built("{\"stream_options\":{ },\"model\":\"m\"}", "m", "m", true, &same);
+    o = cJSON_GetObjectItem(j, "stream_options");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "include_usage")));
+    cJSON_Delete(j);
+    /* other members stay; include_usage false becomes true; true stays as is */
+    j = built("{\"model\":\"m\",\"stream_options\":{\"continuous_usage_stats\":true,"
+              "\"include_usage\":false}}",
+              "m", "n", true, &same);
+    o = cJSON_GetObjectItem(j, "stream_options");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "include_usage")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "continuous_usage_stats")));
+    assert_int_equal(cJSON_GetArraySize(o), 2);
+    cJSON_Delete(j);
+    j = built("{\"model\":\"m\",\"stream_options\":{\"include_usage\":true}}", "m", "m", true,
+              &same);
+    assert_true(same);
+    cJSON_Delete(j);
+    j = built("{\"model\":\"m\",\"stream_options\":{\"x\":1}}", "m", "m", true, &same);
+    o = cJSON_GetObjectItem(j, "stream_options");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "include_usage")));
+    assert_int_equal(cJSON_GetObjectItem(o, "x")->valueint, 1);
+    cJSON_Delete(j);
+
+    /* refused: the caller prints a tree instead */
+    static const char *const bad[] = {
+        "{\"model\":\"m\",\"model\":\"m\"}",
+        "{\"model\":1}",
+        "{\"model\":\"\"}",
+        "{\"model\":\"a\\u0000b\"}",
+        "{\"model\":\"toolongforcap\"}",
+        "{\"n\":1}",
+        "{\"model\":\"m\",\"stream_options\":{},\"stream_options\":{}}",
+        "{\"model\":\"m\",\"stream_options\":{\"include_usage\":1,\"include_usage\":2}}",
+        "{\"model\":\"m\",\"x\":01}",
+        "[\"model\"]",
+        "{\"model\":\"m\"} x",
+    };
+    for (size_t i = 0; i < IAS_ARRAY_LEN(bad); i++)
+        if (router_body_plan_scan(bad[i], strlen(bad[i]), &p, model, sizeof(model)) != IAS_ERR)
+            fail_msg("accepted: %s", bad[i]);
+}
+
 static void test_event_json(void **state)
 {
     router_usage_event e = {.event_id = "0190f5a0-0000-7000-8000-000000000001",
@@ -159,7 +305,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_end),       cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_chunk_fast_path), cmocka_unit_test(test_body),
-        cmocka_unit_test(test_event_json),
+        cmocka_unit_test(test_event_json),      cmocka_unit_test(test_scan_matches_cjson),
+        cmocka_unit_test(test_body_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
