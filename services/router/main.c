@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ias/budget.h"
 #include "ias/config.h"
 #include "ias/crypto.h"
 #include "ias/http_client.h"
@@ -21,6 +22,10 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_USERS_URL", IAS_CFG_URL, "http://127.0.0.1:8085", 0, 0,
      "users service (GET /internal/models)"},
     {"IAS_REDIS_URL", IAS_CFG_URL, NULL, 0, 0, "Redis for budget settle"},
+    {"IAS_SETTLE_BATCH_WAIT", IAS_CFG_MS, "5ms", 0, IAS_BUDGET_SETTLE_WAIT_MAX_MS,
+     "longest a budget settle waits for others to share its Redis script call (Redis's cost is "
+     "per call); its reservation counts in full meanwhile; 0: sent at the end of the loop "
+     "iteration"},
     {"IAS_AMQP_URL", IAS_CFG_URL, NULL, 0, 0, "RabbitMQ for usage events and config hints"},
     {"IAS_SPOOL_DIR", IAS_CFG_STR, "./.run/spool/router", 0, 0,
      "usage event spool while RabbitMQ is away"},
@@ -66,6 +71,9 @@ static const ias_cfg_row config_rows[] = {
      "also listen on this unix socket (mode 0660, a stale socket file is replaced) for an "
      "ingress in the same pod (its IAS_ROUTER_URL=unix:/that/path); empty: TCP only"},
 };
+
+/* IAS_SETTLE_BATCH_WAIT: config, set once in main() before the workers start. */
+static unsigned settle_wait_ms;
 
 static const ias_route routes[] = {
     {"POST", "/v1/chat/completions", router_handle_chat},
@@ -113,7 +121,8 @@ static int worker_init(ias_worker *w, void *arg)
     rw->http = ias_http_client_new(ias_worker_base(w), &ho);
     rw->redis = ias_redis_async_new(ias_worker_base(w), ctx->cfg.redis_url);
     rw->grc = router_gr_cache_new();
-    if (rw->http == NULL || rw->redis == NULL) {
+    if (rw->http == NULL || rw->redis == NULL ||
+        ias_budget_set_settle_wait(rw->redis, settle_wait_ms) != IAS_OK) {
         if (rw->http)
             ias_http_client_free(rw->http);
         if (rw->redis)
@@ -132,6 +141,11 @@ static void worker_fini(ias_worker *w, void *arg)
 
     if (rw == NULL)
         return;
+    /* Settles still queued (IAS_SETTLE_BATCH_WAIT) or unanswered go out and are
+     * answered before the client is freed: a drained router loses none. Each
+     * batch ends within the client's command timeout; twice that is the bound. */
+    if (ias_budget_drain(rw->redis, 2 * IAS_REDIS_ASYNC_TIMEOUT_MS) != IAS_OK)
+        ias_warn(NULL, "budget settles still unanswered at exit (their reservations will expire)");
     ias_http_client_free(rw->http);
     ias_redis_async_free(rw->redis);
     (void)event_base_loop(ias_worker_base(w), EVLOOP_NONBLOCK); /* deferred frees */
@@ -204,6 +218,7 @@ int main(void)
         return 2;
     }
     load_cfg(cfg, &ctx->cfg);
+    settle_wait_ms = (unsigned)ias_config_ms(cfg, "IAS_SETTLE_BATCH_WAIT");
     pthread_mutex_init(&ctx->snap_lock, NULL);
     pthread_mutex_init(&ctx->states_lock, NULL);
     metrics_init(ctx);

@@ -688,9 +688,9 @@ static void test_batches_never_overgrant(void **state)
         areserve(cl[i % 2], org, ua ? "ua" : "ub", 1000, ua ? 150 : -1, 10, 10, ids[i], &o[i]);
     }
     wait_all(base, o, NMANY);
-    /* 100 calls per client: a batch of IAS_BUDGET_BATCH_MAX, then the rest. */
-    assert_int_equal(IAS_BUDGET_BATCH_MAX, 64);
-    assert_int_equal(script_calls(s) - before, 4);
+    /* 100 calls per client, all queued in one iteration: one batch each
+     * (the IAS_BUDGET_BATCH_MAX cap is test_settle_wait's). */
+    assert_int_equal(script_calls(s) - before, 2);
     for (int i = 0; i < NMANY; i++) {
         assert_int_not_equal(o[i].status, IAS_BUDGET_ERROR);
         if (o[i].status == IAS_BUDGET_OK) {
@@ -733,6 +733,98 @@ static void test_batches_never_overgrant(void **state)
     free(ids);
     free(o);
     free(got);
+}
+
+/* Settles that may wait (the router's IAS_SETTLE_BATCH_WAIT): they leave with a
+ * reserve of the same iteration, when the batch is full, when the wait ends, or
+ * on ias_budget_drain(); each way every call is answered once and applied. */
+static void test_settle_wait(void **state)
+{
+    enum { NS = IAS_BUDGET_BATCH_MAX + 44 };
+    char org[64], key[200], rid[64];
+    char(*ids)[48] = calloc(NS, 48);
+    outcome *o = calloc(NS, sizeof(*o));
+    outcome ro;
+    struct event_base *base = event_base_new();
+    ias_redis_sync *s = ias_redis_sync_new(redis_url(), 2000);
+    (void)state;
+    assert_non_null(ids);
+    assert_non_null(o);
+    assert_non_null(base);
+    assert_non_null(s);
+    ias_redis_async *rcl = connect_async(base), *scl = connect_async(base);
+    ias_test_unique("org", org, sizeof(org));
+    snprintf(key, sizeof(key), "ias:budget:%s:202611", org);
+    assert_int_equal(ias_budget_set_settle_wait(scl, IAS_BUDGET_SETTLE_WAIT_MAX_MS + 1), IAS_ERR);
+    /* The longest wait, so only the way under test can send them. */
+    assert_int_equal(ias_budget_set_settle_wait(scl, IAS_BUDGET_SETTLE_WAIT_MAX_MS), IAS_OK);
+
+    for (int i = 0; i < NS; i++) {
+        ias_test_unique("w", ids[i], sizeof(ids[i]));
+        areserve(rcl, org, "u", -1, -1, 10, 10, ids[i], &o[i]);
+    }
+    wait_all(base, o, NS);
+    for (int i = 0; i < NS; i++)
+        assert_int_equal(o[i].status, IAS_BUDGET_OK);
+    assert_int_equal(hget(s, key, "reserved"), 10 * NS);
+
+    /* A full batch goes at once, without waiting; the rest waits. */
+    long long before = script_calls(s);
+    for (int i = 0; i < IAS_BUDGET_BATCH_MAX; i++)
+        asettle(scl, ids[i], 1, &o[i]);
+    wait_all(base, o, IAS_BUDGET_BATCH_MAX);
+    assert_int_equal(script_calls(s) - before, 1);
+    assert_int_equal(hget(s, key, "used"), IAS_BUDGET_BATCH_MAX);
+
+    /* Waiting settles leave with a reserve queued in the same iteration. */
+    before = script_calls(s);
+    for (int i = IAS_BUDGET_BATCH_MAX; i < IAS_BUDGET_BATCH_MAX + 20; i++)
+        asettle(scl, ids[i], 1, &o[i]);
+    ias_test_unique("w", rid, sizeof(rid));
+    areserve(scl, org, "u", -1, -1, 10, 10, rid, &ro);
+    wait_all(base, &o[IAS_BUDGET_BATCH_MAX], 20);
+    wait_all(base, &ro, 1);
+    assert_int_equal(ro.status, IAS_BUDGET_OK);
+    assert_int_equal(script_calls(s) - before, 1);
+
+    /* ias_budget_drain sends what waits and returns once it is answered. */
+    before = script_calls(s);
+    for (int i = IAS_BUDGET_BATCH_MAX + 20; i < NS - 1; i++)
+        asettle(scl, ids[i], 1, &o[i]);
+    assert_int_equal(ias_budget_drain(scl, 5000), IAS_OK);
+    for (int i = IAS_BUDGET_BATCH_MAX + 20; i < NS - 1; i++) {
+        assert_int_equal(o[i].calls, 1);
+        assert_int_equal(o[i].status, IAS_BUDGET_OK);
+        assert_int_equal(o[i].granted, 1);
+    }
+    assert_int_equal(script_calls(s) - before, 1);
+    assert_int_equal(ias_budget_drain(scl, 5000), IAS_OK); /* nothing owed: at once */
+
+    /* The wait ends on its own (a short one now). */
+    assert_int_equal(ias_budget_set_settle_wait(scl, 1), IAS_OK);
+    asettle(scl, ids[NS - 1], 1, &o[NS - 1]);
+    wait_all(base, &o[NS - 1], 1);
+    assert_int_equal(o[NS - 1].granted, 1);
+    assert_int_equal(hget(s, key, "used"), NS);
+    assert_int_equal(hget(s, key, "reserved"), 10);
+
+    /* Freed while settles wait: each fails once, nothing is sent. */
+    assert_int_equal(ias_budget_set_settle_wait(scl, IAS_BUDGET_SETTLE_WAIT_MAX_MS), IAS_OK);
+    asettle(scl, rid, 1, &o[0]);
+    asettle(scl, ids[0], 1, &o[1]);
+    ias_redis_async_free(scl);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(o[i].calls, 1);
+        assert_int_equal(o[i].status, IAS_BUDGET_ERROR);
+    }
+    assert_int_equal(hget(s, key, "reserved"), 10);
+
+    ias_redis_async_free(rcl);
+    (void)event_base_loop(base, EVLOOP_NONBLOCK);
+    ias_redis_sync_free(s);
+    event_base_free(base);
+    free(ids);
+    free(o);
 }
 
 /* Settles are idempotent within one batch and across batches. */
@@ -908,12 +1000,13 @@ static void test_batch_client_freed(void **state)
 static void test_batch_redis_restart(void **state)
 {
     char org[64], ids[6][64];
-    struct event_base *base = event_base_new();
+    struct event_base *base;
     outcome o[6];
     (void)state;
     (void)redis_url();
     if (!ias_test_env("IAS_STACK_CTL"))
         skip();
+    base = event_base_new();
     assert_non_null(base);
     ias_redis_async *cl = connect_async(base);
     ias_test_unique("org", org, sizeof(org));
@@ -963,6 +1056,7 @@ int main(void)
         cmocka_unit_test(test_batch_bad_data_fails_alone),
         cmocka_unit_test(test_batches_never_overgrant),
         cmocka_unit_test(test_batch_settle_idempotent),
+        cmocka_unit_test(test_settle_wait),
         cmocka_unit_test(test_legacy_hash_records),
         cmocka_unit_test(test_batch_noscript),
         cmocka_unit_test(test_batch_client_freed),

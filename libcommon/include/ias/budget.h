@@ -20,7 +20,10 @@
  * waits when the load is low), as one script call of up to IAS_BUDGET_BATCH_MAX
  * items that runs them in call order, each as if alone; every call still gets its
  * own result and callback. A script call costs Redis more than the commands of one
- * reserve, so this is what keeps Redis cheap under load. */
+ * reserve, so this is what keeps Redis cheap under load. Settles may wait longer
+ * (ias_budget_set_settle_wait): until then their reservations still count in
+ * `reserved`, which only keeps the budget stricter, so a client that only settles
+ * (the router) trades a few ms of delay for far fewer script calls. */
 #ifndef IAS_BUDGET_H
 #define IAS_BUDGET_H
 
@@ -38,7 +41,10 @@ enum {
 #define IAS_BUDGET_ID_MAX 128                       /* org, user, reservation ids */
 #define IAS_BUDGET_DEFAULT_TTL_MS (10 * 60 * 1000)  /* unsettled reservation lifetime */
 #define IAS_BUDGET_SETTLED_KEEP_MS (10 * 60 * 1000) /* settle idempotency window */
-#define IAS_BUDGET_BATCH_MAX 64                     /* items per script call */
+#define IAS_BUDGET_BATCH_MAX 256                    /* items per script call */
+/* Bound of ias_budget_set_settle_wait (no comment on the line: the config doc
+ * generator reads the value). */
+#define IAS_BUDGET_SETTLE_WAIT_MAX_MS 1000
 
 /* "yyyymm" of a wall-clock time, UTC. */
 void ias_budget_month(int64_t wall_ms, char out[7]);
@@ -78,6 +84,20 @@ int ias_budget_reserve(ias_redis_async *r, const ias_budget_reserve_req *q, ias_
 /* actual_tokens 0 = release. Unknown or already settled ids answer OK with granted 0. */
 int ias_budget_settle(ias_redis_async *r, const char *reservation_id, int64_t actual_tokens,
                       ias_budget_cb cb, void *arg) IAS_MUSTCHECK;
+
+/* Settles queued on r from now on wait up to wait_ms (0, the default: the end of
+ * the loop iteration, like reserves) for more items to share their script call;
+ * they leave earlier with any reserve queued on r or when IAS_BUDGET_BATCH_MAX
+ * items are queued. IAS_ERR when wait_ms > IAS_BUDGET_SETTLE_WAIT_MAX_MS or the
+ * client is being freed. Call from r's thread. */
+int ias_budget_set_settle_wait(ias_redis_async *r, unsigned wait_ms) IAS_MUSTCHECK;
+/* For a worker that stops: sends what is queued on r now, then runs r's event
+ * base until every budget call made on r has had its callback (each sent batch
+ * ends by its reply or the client's command timeout). IAS_OK when nothing is left
+ * owed; IAS_ERR when timeout_ms passed first (what is left fails when the client
+ * is freed). Runs other events of that base too; call it before tearing down
+ * what they use, and no callback may free r meanwhile. */
+int ias_budget_drain(ias_redis_async *r, unsigned timeout_ms) IAS_MUSTCHECK;
 
 /* Blocking variants (accounting, tests). IAS_ERR only for an invalid request;
  * otherwise IAS_OK with out->status telling the outcome (ERROR when Redis failed;
