@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ias/audit_event.h"
 #include "ias/crypto.h"
 #include "ias/guardrail.h"
 #include "ias/http_client.h"
@@ -610,33 +611,14 @@ int router_guard_body(router_guard *g, bool chat, const char *body, size_t len, 
 static void publish_one(router_guard *g, router_ctx *ctx, const router_guard_who *who,
                         const gr_viol *v)
 {
-    char eid[IAS_UUID_STR_LEN + 1], now[40], rk[128];
+    char eid[IAS_UUID_STR_LEN + 1], rk[128];
     const char *pid = "";
-    cJSON *o = cJSON_CreateObject(), *x;
+    cJSON *o, *x = cJSON_CreateObject();
     char *text;
 
     for (size_t i = 0; i < g->nids; i++)
         if (ias_guardrail_name(g->profiles[i]) == v->profile)
             pid = g->ids[i];
-    ias_uuid_v7(eid);
-    ias_iso8601_ms(ias_wall_ms(), now, sizeof(now));
-    cJSON_AddStringToObject(o, "event_id", eid);
-    cJSON_AddStringToObject(o, "occurred_at", now);
-    cJSON_AddStringToObject(o, "service", "router");
-    x = cJSON_AddObjectToObject(o, "actor");
-    cJSON_AddStringToObject(x, "type", who->key_id[0] ? "api_key" : "user");
-    cJSON_AddStringToObject(x, "id", who->key_id[0] ? who->key_id : who->user_id);
-    cJSON_AddStringToObject(o, "org_id", who->org_id);
-    cJSON_AddStringToObject(o, "action", "guardrail_violation");
-    x = cJSON_AddObjectToObject(o, "resource");
-    cJSON_AddStringToObject(x, "type", "guardrail");
-    cJSON_AddStringToObject(x, "id", pid[0] ? pid : v->profile);
-    if (who->request_id_ok)
-        cJSON_AddStringToObject(o, "request_id", who->request_id);
-    else
-        cJSON_AddNullToObject(o, "request_id");
-    cJSON_AddStringToObject(o, "outcome", v->deny ? "denied" : "success");
-    x = cJSON_AddObjectToObject(o, "details");
     cJSON_AddStringToObject(x, "profile", v->profile);
     cJSON_AddStringToObject(x, "rule", v->rule_id);
     cJSON_AddStringToObject(x, "action", v->deny ? "deny" : "redact");
@@ -644,6 +626,17 @@ static void publish_one(router_guard *g, router_ctx *ctx, const router_guard_who
     cJSON_AddStringToObject(x, "model", who->model);
     if (who->user_id[0])
         cJSON_AddStringToObject(x, "user_id", who->user_id);
+    o = ias_audit_event_new(
+        &(ias_audit_fields){.service = "router",
+                            .actor_type = who->key_id[0] ? "api_key" : "user",
+                            .actor_id = who->key_id[0] ? who->key_id : who->user_id,
+                            .org_id = who->org_id,
+                            .action = "guardrail_violation",
+                            .resource_type = "guardrail",
+                            .resource_id = pid[0] ? pid : v->profile,
+                            .request_id = who->request_id,
+                            .outcome = v->deny ? "denied" : "success"},
+        x, eid);
     text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (text == NULL)

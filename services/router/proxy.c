@@ -14,7 +14,6 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <ctype.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -158,19 +157,6 @@ static void read_ias_headers(const ias_req *r, ias_headers *h)
     }
 }
 
-/* The audit event schema's request_id pattern. */
-static bool router_request_id_ok(const char *id)
-{
-    size_t n = strlen(id);
-
-    if (n == 0 || n > 128)
-        return false;
-    for (const char *p = id; *p; p++)
-        if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == ':' || *p == '-'))
-            return false;
-    return true;
-}
-
 static router_worker *worker_of(ias_req *r)
 {
     return ias_worker_data(ias_req_worker(r));
@@ -295,8 +281,7 @@ static void finish(rcall *c)
                                 .user_id = c->user,
                                 .key_id = c->key,
                                 .request_id = c->request_id,
-                                .model = c->model_name,
-                                .request_id_ok = router_request_id_ok(c->request_id)};
+                                .model = c->model_name};
         publish_usage(c, prompt, completion);
         router_guard_publish(c->guard, c->ctx, &who);
     }

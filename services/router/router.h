@@ -151,7 +151,6 @@ typedef enum {
 typedef void (*router_guard_ready_cb)(router_guard *g, int status, const char *why, void *arg);
 typedef struct router_guard_who {
     const char *org_id, *user_id, *key_id, *request_id, *model;
-    bool request_id_ok; /* fits the event schema's request_id pattern */
 } router_guard_who;
 
 router_gr_cache *router_gr_cache_new(void);
