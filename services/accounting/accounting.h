@@ -18,6 +18,9 @@ typedef struct ias_pg ias_pg;
 /* Most consumer threads on the usage queue. */
 #define ACCT_MAX_CONSUMERS 8
 #define ACCT_UUID_LEN 36
+/* The advisory lock (one bigint key, "iasdaily") between the batch
+ * transactions (shared) and the daily rollup job (exclusive): daily.c. */
+#define ACCT_DAILY_LOCK_KEY "7593477321691589753"
 
 typedef struct acct_ctx {
     /* configuration (read-only after start) */
@@ -33,6 +36,7 @@ typedef struct acct_ctx {
     int64_t drift_interval_ms;
     int64_t partition_interval_ms;
     int64_t dedup_retention_ms;
+    int64_t daily_interval_ms; /* how often closed days are summarised */
     /* Fake clock for tests: when fake_base_ms > 0 the wall clock is
      * fake_base_ms + time elapsed since start. */
     int64_t fake_base_ms;
@@ -76,8 +80,14 @@ int acct_partitions_ensure(ias_pg *pg, int64_t now_ms, int months) IAS_MUSTCHECK
 /* Deletes processed_events ids older than retention_ms. */
 int acct_processed_prune(ias_pg *pg, int64_t retention_ms) IAS_MUSTCHECK;
 
+/* daily.c: sums the closed UTC days before now_ms's day that are not yet
+ * summarised from usage_rollups_hourly into the daily rollups and moves the
+ * watermark (migration 0012). Safe with several accounting instances. */
+int acct_daily_rollup(ias_pg *pg, int64_t now_ms) IAS_MUSTCHECK;
+
 /* budgets.c: Redis counters of record (rebuild on start, periodic drift check)
- * on the maintenance thread, which also keeps partitions ahead. */
+ * on the maintenance thread, which also keeps partitions ahead and runs the
+ * daily rollup job. */
 int acct_maint_start(acct_ctx *ctx) IAS_MUSTCHECK;
 void acct_threads_stop(acct_ctx *ctx);
 

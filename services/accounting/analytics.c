@@ -1,6 +1,6 @@
 /* Analytics API under /api/v1/usage: totals and time series (from the daily
- * rollups for whole UTC days, the hourly ones for the rest), raw events and
- * budget alerts with cursor pagination, JSON or CSV.
+ * rollups for whole UTC days already summarised, the hourly ones for the
+ * rest), raw events and budget alerts with cursor pagination, JSON or CSV.
  *
  * Scope: a system admin sees everything (org_id optional); an org admin or org
  * user sees their own org only -- asking for another org answers 404, as if it
@@ -320,7 +320,17 @@ static const char *daily_table(const scope *sc, group g)
  * daily rollup, one row per day where the hourly rollups have one per hour;
  * the partial days at the ends, lo <= hour < dlo and dhi <= hour < to, from
  * the hourly rollups. The sums are the same. Then $5 and $6 are dlo and dhi
- * (written into dlo and dhi) and *nparams is 6, else 4. */
+ * (written into dlo and dhi) and *nparams is 6, else 4.
+ *
+ * Only the days before the watermark (migration 0012: the first day the
+ * daily job has not summarised yet, daily.c) are complete in the daily
+ * rollups, so the daily part ends at split = max(dlo, min(dhi, watermark))
+ * and the hourly rollups answer from split on: today's hours, normally. The
+ * watermark is read in the same statement, so with the same snapshot as the
+ * rows: a job committing meanwhile changes neither. */
+#define SPLIT_SQL                                                                                  \
+    "greatest($5::timestamptz, least($6::timestamptz,"                                             \
+    " (SELECT w.day::timestamp AT TIME ZONE 'UTC' FROM usage_rollups_daily_watermark w)))"
 static char *rollup_rows(const scope *sc, group g, const char *interval, char *dlo, char *dhi,
                          size_t len, int *nparams)
 {
@@ -348,11 +358,11 @@ static char *rollup_rows(const scope *sc, group g, const char *interval, char *d
     ias_iso8601_ms(dlo_ms, dlo, len);
     ias_iso8601_ms(dhi_ms, dhi, len);
     head = ias_xasprintf(HOURLY_SQL, ht, gcol, FROM_HOUR, "$5::timestamptz");
-    tail = ias_xasprintf(HOURLY_SQL, ht, gcol, "$6::timestamptz", "$2::timestamptz");
+    tail = ias_xasprintf(HOURLY_SQL, ht, gcol, SPLIT_SQL, "$2::timestamptz");
     sql = ias_xasprintf(
         "%s UNION ALL SELECT %s %s AS gk," ROLLUP_COLS " FROM %s"
         " WHERE day >= ($5::timestamptz AT TIME ZONE 'UTC')::date"
-        " AND day < ($6::timestamptz AT TIME ZONE 'UTC')::date" ORG_SQL "%s UNION ALL %s",
+        " AND day < (" SPLIT_SQL " AT TIME ZONE 'UTC')::date" ORG_SQL "%s UNION ALL %s",
         head, interval ? "(day::timestamp AT TIME ZONE 'UTC') AS t," : "", gcol, daily,
         strcmp(daily, "usage_rollups_daily_user_key") == 0 ? USER_SQL : "", tail);
     free(head);

@@ -1,11 +1,12 @@
 /* The ias.usage consumer: validates usage.recorded.v1 events and applies a
  * whole batch of deliveries in one transaction (docs/architecture/accounting.md):
  *
- *   processed_events (ON CONFLICT DO NOTHING) -> only new ids go on to
- *   usage_events (priced at the rate of their time) -> usage_rollups_hourly,
- *   usage_rollups_daily_user_key, usage_rollups_daily_model and
- *   usage_month_totals upserts -> budget_alerts for the months touched ->
- *   COMMIT -> ack.
+ *   shared daily-rollup lock -> processed_events (ON CONFLICT DO NOTHING) ->
+ *   only new ids go on to usage_events (priced at the rate of their time) ->
+ *   usage_rollups_hourly upsert -> usage_rollups_daily_user_key and
+ *   usage_rollups_daily_model upserts for late events only (days the daily
+ *   job already summarised) -> usage_month_totals upsert -> budget_alerts for
+ *   the months touched -> COMMIT -> ack.
  *
  * A redelivered event conflicts in processed_events and changes nothing. An
  * event that can never be stored (bad JSON, schema violation) is rejected to
@@ -35,20 +36,33 @@
     "    completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,"                    \
     "    cost = d.cost + EXCLUDED.cost, updated_at = now()"
 
+/* Taken first in every batch transaction, in a statement of its own: see
+ * daily.c. While it is held (shared) the daily job, which takes it exclusive,
+ * cannot summarise a day; and APPLY_SQL, a later statement with a snapshot
+ * taken after the lock was granted, sees the watermark of the last job that
+ * committed. In the same statement as the read the snapshot could predate a
+ * job that committed while this batch waited for the lock, and its events of
+ * the day just summarised would reach neither the job nor the daily rows. */
+static const char DAILY_LOCK_SQL[] = "SELECT pg_advisory_xact_lock_shared(" ACCT_DAILY_LOCK_KEY ")";
+
 /* One statement per batch; $1..$15 are the event fields as parallel arrays
- * (enum col). The daily rollups (migration 0011: per org and day, by user and
- * key, and by model) and the month totals (per org, and per org and user) are
- * summed from the same new rows as the hourly rollups, one pre-aggregated
- * upsert per table, so they count each event once too. Every upsert sorts its
+ * (enum col). The month totals (per org, and per org and user) are summed
+ * from the same new rows as the hourly rollups, and so are the daily rollups
+ * (migration 0011: per org and day, by user and key, and by model), but only
+ * for the events of days before the watermark (migration 0012), which the
+ * daily job has already summarised: late events, normally none, so those two
+ * upserts cost next to nothing. Events of later days are summed into the
+ * daily rows by the job when their day is over. Each pre-aggregated upsert
+ * counts an event once, as the hourly one does. Every upsert sorts its
  * rows, and the final SELECT reads roll, uk, dm, then tot, so every batch
  * locks the rows of each table in key order and the tables in that order: two
  * concurrent batches cannot deadlock. The rows that nearly every batch shares
- * (an org's day per model, an org's month) come last, so a batch holds them
- * for the shortest time before COMMIT. The SELECT also makes the limits of
- * every org visible to the alert steps that follow in this transaction:
- * org_budgets and users are the users service's, under row-level security
- * (0006_users_rls), and accounting reads them for all orgs at once, for this
- * transaction only. */
+ * (an org's month; an org's day per model, for late events) come last, so a
+ * batch holds them for the shortest time before COMMIT. The SELECT also
+ * makes the limits of every org visible to the alert steps that follow in
+ * this transaction: org_budgets and users are the users service's, under
+ * row-level security (0006_users_rls), and accounting reads them for all orgs
+ * at once, for this transaction only. */
 static const char APPLY_SQL[] =
     "WITH ev AS ("
     "  SELECT DISTINCT ON (event_id) * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[],"
@@ -78,6 +92,9 @@ static const char APPLY_SQL[] =
     "    stream, aborted FROM priced"
     "  RETURNING created_at, org_id, user_id, api_key_id, model, status, aborted, prompt_tokens,"
     "    completion_tokens, cost),"
+    " late AS ("
+    "  SELECT * FROM ins WHERE created_at < (SELECT day::timestamp AT TIME ZONE 'UTC'"
+    "    FROM usage_rollups_daily_watermark)),"
     " roll AS ("
     "  INSERT INTO usage_rollups_hourly AS u (org_id, hour, user_id, api_key_id, model, requests,"
     "    errors, prompt_tokens, completion_tokens, cost)"
@@ -97,7 +114,7 @@ static const char APPLY_SQL[] =
     "  SELECT org_id, (created_at AT TIME ZONE 'UTC')::date, user_id, api_key_id, count(*),"
     "    count(*) FILTER (WHERE status >= 400 OR aborted), sum(prompt_tokens),"
     "    sum(completion_tokens), sum(cost)"
-    "  FROM ins GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    "  FROM late GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     "  ON CONFLICT ON CONSTRAINT usage_rollups_daily_user_key_key DO UPDATE SET" DAILY_SET
     "  RETURNING 1),"
     " dm AS ("
@@ -106,7 +123,7 @@ static const char APPLY_SQL[] =
     "  SELECT org_id, (created_at AT TIME ZONE 'UTC')::date, model, count(*),"
     "    count(*) FILTER (WHERE status >= 400 OR aborted), sum(prompt_tokens),"
     "    sum(completion_tokens), sum(cost)"
-    "  FROM ins GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    "  FROM late GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     "  ON CONFLICT ON CONSTRAINT usage_rollups_daily_model_key DO UPDATE SET" DAILY_SET
     "  RETURNING 1),"
     " tot AS ("
@@ -442,7 +459,8 @@ static int apply_tx(ias_pg *pg, void *varg)
         ias_pg_clear(a->alerts);
         a->alerts = NULL;
     }
-    if (ias_pg_exec(pg, APPLY_SQL, NCOLS, a->params, &res) != IAS_OK)
+    if (ias_pg_exec(pg, DAILY_LOCK_SQL, 0, NULL, NULL) != IAS_OK ||
+        ias_pg_exec(pg, APPLY_SQL, NCOLS, a->params, &res) != IAS_OK)
         return IAS_ERR;
     if (ias_pg_value_ll(res, 0, 0, &a->inserted) != IAS_OK ||
         ias_pg_value_ll(res, 0, 2, &a->lag_ms) != IAS_OK) {

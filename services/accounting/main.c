@@ -1,7 +1,7 @@
 /* ias-accounting: config table, context, route table and threads. The server
  * library does listening, workers, /health, /ready, /metrics and drain; the
- * consumer thread (consumer.c) and the maintenance thread (budgets.c) run
- * beside it. */
+ * consumer thread (consumer.c) and the maintenance thread (budgets.c, with
+ * partitions.c and daily.c) run beside it. */
 #include "accounting.h"
 
 #include <signal.h>
@@ -26,7 +26,7 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_CONSUME", IAS_CFG_BOOL, "true", 0, 0,
      "run the usage consumer (false: analytics API and budget checks only)"},
     {"IAS_CONSUMER_PREFETCH", IAS_CFG_INT, "256", 1, 65535,
-     "unacked deliveries (messages of up to 64 events) in flight, per consumer thread"},
+     "unacked deliveries (messages of up to 256 events) in flight, per consumer thread"},
     {"IAS_BATCH_SIZE", IAS_CFG_INT, "1000", 1, ACCT_MAX_BATCH,
      "events applied per transaction (unpacked events: at most the prefetch arrive at once)"},
     {"IAS_CONSUMER_THREADS", IAS_CFG_INT, "2", 1, ACCT_MAX_CONSUMERS,
@@ -34,6 +34,8 @@ static const ias_cfg_row config_rows[] = {
      "is received and applied while another commits"},
     {"IAS_DRIFT_CHECK_INTERVAL", IAS_CFG_MS, "60s", 200, 86400000,
      "how often Redis budget counters are checked against PostgreSQL"},
+    {"IAS_DAILY_ROLLUP_INTERVAL", IAS_CFG_MS, "60s", 200, 86400000,
+     "how often closed UTC days are summed from the hourly into the daily usage rollups"},
     {"IAS_PARTITION_CHECK_INTERVAL", IAS_CFG_MS, "24h", 1000, 86400000LL * 7,
      "how often usage_events partitions are created ahead"},
     {"IAS_DEDUP_RETENTION", IAS_CFG_MS, "840h", 3600000, 3650LL * 86400000,
@@ -192,6 +194,7 @@ static int load_ctx(const ias_config *cfg, acct_ctx *ctx)
      * events, and a delivery may be a pack of many (the router's). */
     ctx->drift_interval_ms = ias_config_ms(cfg, "IAS_DRIFT_CHECK_INTERVAL");
     ctx->partition_interval_ms = ias_config_ms(cfg, "IAS_PARTITION_CHECK_INTERVAL");
+    ctx->daily_interval_ms = ias_config_ms(cfg, "IAS_DAILY_ROLLUP_INTERVAL");
     ctx->dedup_retention_ms = ias_config_ms(cfg, "IAS_DEDUP_RETENTION");
     ctx->start_mono_ms = ias_now_ms();
     if (ctx->jwt_secret_len < IAS_JWT_MIN_SECRET || ctx->jwt_secret_len > IAS_JWT_MAX_SECRET) {

@@ -199,15 +199,20 @@ test('budget alerts: visible to the org, never across orgs', { skip: !env }, asy
   assert.ok(!p2.body.data.some((x) => x.id === p1.body.data[0].id));
 });
 
-// ---- daily rollups (migration 0011) against the hourly meaning ------------
+// ---- daily rollups (migrations 0011, 0012) against the hourly meaning -----
 //
 // Summaries and daily series read the daily rollups for the whole UTC days of
-// a range and the hourly ones for the partial days at its ends. Their answers
-// must be what the hourly rollups alone gave: the hours that start inside
-// [date_trunc('hour', from), to). Here events go through a real consumer (so
-// the consumer's daily upserts are what is read), spread over hours and days
-// across two month boundaries, and every answer is compared with sums the
-// test computes from the events it published.
+// a range that the daily job has summarised (before the watermark) and the
+// hourly ones for the rest. Their answers must be what the hourly rollups
+// alone gave: the hours that start inside [date_trunc('hour', from), to).
+// Here events go through a real consumer, spread over hours and days across
+// two month boundaries, and every answer is compared with sums the test
+// computes from the events it published. The service runs on a fake clock
+// (IAS_FAKE_NOW) in the middle of those days, so the watermark splits them:
+// the days before it reach the daily rows as late events (the consumer's
+// upserts), the later ones only the hourly rows; then the clock moves on, the
+// job summarises the days that closed meanwhile, and late events of
+// summarised days (and redeliveries) must still count once.
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const HOUR = 3600e3;
@@ -220,7 +225,10 @@ const MODELS = ['alpha', 'beta', 'gamma'];
 const RATE = { alpha: [1234560n, 6543210n], beta: [20000000n, 30000000n], gamma: [0n, 0n] };
 const T0 = Date.parse('2026-01-29T00:00:00Z'), T1 = Date.parse('2026-03-03T00:00:00Z');
 const published = [];
-let idb, isvc, amqpConn, queue;
+// The service clock of each phase and the watermark the daily job then sets.
+const NOW1 = '2026-02-10T12:00:00Z', WM1 = '2026-02-10';
+const NOW2 = '2026-02-20T12:00:00Z', WM2 = '2026-02-20';
+let idb, isvc, amqpConn, queue, pubCh;
 
 function rng(seed) { // mulberry32: the same events on every run
   return () => {
@@ -259,6 +267,45 @@ function makeEvents() {
   });
 }
 
+function watermark() {
+  return sql(idb.dsn, `SELECT day::text FROM usage_rollups_daily_watermark`)[0][0];
+}
+
+async function waitWatermark(day) {
+  const end = Date.now() + 30000;
+  while (watermark() !== day) {
+    if (Date.now() > end) throw new Error(`daily rollup watermark ${watermark()}, want ${day}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+// Starts the consumer on the fake clock now and waits for its daily job.
+async function startConsumer(now, wm) {
+  isvc = await startService('accounting', {
+    IAS_PG_DSN: idb.dsn, IAS_JWT_SECRET: SECRET, IAS_USAGE_QUEUE: queue, IAS_BATCH_SIZE: '50',
+    IAS_FAKE_NOW: now,
+  });
+  await waitWatermark(wm);
+}
+
+// Publishes sends (events, some more than once) and waits until the consumer
+// has stored the new ones and seen the rest as duplicates.
+async function ingest(sends, fresh) {
+  for (const e of sends) {
+    pubCh.sendToQueue(queue, Buffer.from(JSON.stringify(e)),
+      { type: 'usage.recorded.v1', messageId: e.event_id, contentType: 'application/json', persistent: true });
+  }
+  await pubCh.waitForConfirms();
+  const end = Date.now() + 60000;
+  for (;;) {
+    const n = await metric(isvc.url, 'accounting_events_total');
+    const dup = await metric(isvc.url, 'accounting_duplicate_events_total');
+    if (n === fresh && dup === sends.length - fresh) break;
+    if (Date.now() > end) throw new Error(`consumer stored ${n} events and ${dup} duplicates of ${sends.length}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
 async function metric(url, name) {
   const text = await (await fetch(`${url}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
@@ -273,28 +320,16 @@ before(async () => {
   const amqp = require('amqplib');
   queue = uniqueName('acctdaily');
   amqpConn = await amqp.connect(env.IAS_AMQP_URL);
-  const ch = await amqpConn.createConfirmChannel();
-  await ch.assertQueue(queue, { durable: true, arguments: { 'x-dead-letter-exchange': 'ias.events.dlx' } });
-  isvc = await startService('accounting', {
-    IAS_PG_DSN: idb.dsn, IAS_JWT_SECRET: SECRET, IAS_USAGE_QUEUE: queue, IAS_BATCH_SIZE: '50',
-  });
+  pubCh = await amqpConn.createConfirmChannel();
+  await pubCh.assertQueue(queue, { durable: true, arguments: { 'x-dead-letter-exchange': 'ias.events.dlx' } });
+  // Phase 1: nothing summarised from T0's day on; the job, on a clock in
+  // the middle of the events, summarises the (still empty) days up to WM1.
+  sql(idb.dsn, `UPDATE usage_rollups_daily_watermark SET day = '2026-01-29'`);
+  await startConsumer(NOW1, WM1);
   const events = makeEvents();
   // Every 10th event twice: a redelivery must change no rollup.
-  const sends = [...events, ...events.filter((_, i) => i % 10 === 0)];
-  for (const e of sends) {
-    ch.sendToQueue(queue, Buffer.from(JSON.stringify(e)),
-      { type: 'usage.recorded.v1', messageId: e.event_id, contentType: 'application/json', persistent: true });
-  }
-  await ch.waitForConfirms();
+  await ingest([...events, ...events.filter((_, i) => i % 10 === 0)], events.length);
   published.push(...events);
-  const end = Date.now() + 60000;
-  for (;;) {
-    const n = await metric(isvc.url, 'accounting_events_total');
-    const dup = await metric(isvc.url, 'accounting_duplicate_events_total');
-    if (n === events.length && dup === sends.length - events.length) break;
-    if (Date.now() > end) throw new Error(`consumer stored ${n} events and ${dup} duplicates of ${sends.length}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
 });
 
 after(async () => {
@@ -377,7 +412,7 @@ const RANGES = [
   ['three months, unaligned', '2026-01-31T22:10:00Z', '2026-03-01T01:59:59.999Z'],
 ];
 
-test('daily rollups: summaries equal the hourly sums for every range and group', { skip: !env }, async () => {
+async function compareSummaries() {
   let compared = 0;
   for (const [name, from, to] of RANGES) {
     for (const scope of [{ org: C }, { org: C, user: CU[1] }, { sys: true }, { sys: true, org: D }]) {
@@ -394,15 +429,30 @@ test('daily rollups: summaries equal the hourly sums for every range and group',
       }
     }
   }
+  assert.equal(compared, RANGES.length * 16);
+}
+
+// The daily tables hold exactly the events of the days before the watermark,
+// and some days on each side of it have events (the ranges cross it).
+function assertDailySplit(wm) {
+  const split = Date.parse(`${wm}T00:00:00Z`);
+  const before = published.filter((e) => Date.parse(e.occurred_at) < split).length;
+  assert.ok(before > 50 && published.length - before > 50, `events around ${wm}`);
+  for (const t of ['usage_rollups_daily_model', 'usage_rollups_daily_user_key']) {
+    assert.equal(Number(sql(idb.dsn, `SELECT coalesce(sum(requests), 0) FROM ${t}`)[0][0]), before, t);
+    assert.equal(Number(sql(idb.dsn, `SELECT count(*) FROM ${t} WHERE day >= '${wm}'`)[0][0]), 0, t);
+  }
+}
+
+test('daily rollups: summaries equal the hourly sums for every range and group', { skip: !env }, async () => {
   // Not vacuous: the events fill the ranges, and the daily tables were written.
   assert.ok(expectSummary({ from: RANGES[3][1], to: RANGES[3][2], org: C, group: 'none' }).totals.requests > 5);
-  for (const t of ['usage_rollups_daily_model', 'usage_rollups_daily_user_key']) {
-    assert.equal(Number(sql(idb.dsn, `SELECT sum(requests) FROM ${t}`)[0][0]), published.length, t);
-  }
-  assert.equal(compared, RANGES.length * 16);
+  assert.equal(watermark(), WM1);
+  assertDailySplit(WM1);
+  await compareSummaries();
 });
 
-test('daily rollups: daily series equal the hourly sums; hourly series unchanged', { skip: !env }, async () => {
+async function compareSeries() {
   for (const [name, from, to] of RANGES) {
     for (const scope of [{ org: C }, { org: C, user: CU[2] }, { sys: true }]) {
       for (const group of ['none', 'model', 'user', 'key']) {
@@ -420,4 +470,34 @@ test('daily rollups: daily series equal the hourly sums; hourly series unchanged
       }
     }
   }
+}
+
+test('daily rollups: daily series equal the hourly sums; hourly series unchanged', { skip: !env }, async () => {
+  await compareSeries();
+});
+
+test('daily rollups: the job summarises the days that closed; late events count once', { skip: !env }, async () => {
+  // Phase 2: the clock moves on ten days; the job sums [WM1, WM2) from the
+  // hourly rollups that phase 1 filled.
+  await isvc.stop();
+  isvc = null;
+  await startConsumer(NOW2, WM2);
+  assertDailySplit(WM2);
+  // Late events of days already summarised (before WM2: either job's days)
+  // and of days not yet summarised, each delivered twice, plus redeliveries
+  // of events stored in phase 1.
+  const r = rng(20261122);
+  const late = ['2026-01-30T07:15:00.000Z', '2026-02-03T23:59:59.999Z', '2026-02-12T00:00:00.000Z',
+    '2026-02-19T13:30:00.000Z', '2026-02-20T00:00:00.000Z', '2026-02-27T09:00:00.000Z'].map((t, i) => ({
+    event_id: randomUUID(), occurred_at: t, request_id: `req-late-${i}`, org_id: C, user_id: CU[i % 3],
+    api_key_id: CK[i % 3], model: MODELS[i % 3], backend: 'b1', prompt_tokens: Math.floor(r() * 5000),
+    completion_tokens: Math.floor(r() * 900), status: 200, ttft_ms: 5, duration_ms: 20, stream: false,
+    aborted: false,
+  }));
+  await ingest([...late, ...late, ...published.slice(0, 5)], late.length);
+  published.push(...late);
+  assert.equal(watermark(), WM2);
+  assertDailySplit(WM2);
+  await compareSummaries();
+  await compareSeries();
 });

@@ -8,7 +8,8 @@
  * - malformed events -> ias.dead, the consumer keeps going;
  * - month rollover with IAS_FAKE_NOW: partitions, rates of the time, budget
  *   counters per month, alerts once each, drift correction rule (read from
- *   usage_month_totals).
+ *   usage_month_totals), the daily rollup job summarising the day that ended
+ *   and a late event of that day counted once.
  *
  * Each test uses a fresh database and its own queue bound to its own routing
  * key, so nothing else on the stack is disturbed. Needs IAS_PG_DSN,
@@ -217,7 +218,8 @@ static void start_acct(env *e, const char *fake_now)
     char path[400];
     const char *extra[] = {
         dsn_env, q, "IAS_JWT_SECRET=" SECRET, "IAS_PORT=0", "IAS_WORKERS=1", batch, prefetch,
-        "IAS_DRIFT_CHECK_INTERVAL=300ms", "IAS_LOG_LEVEL=info", fake,
+        "IAS_DRIFT_CHECK_INTERVAL=300ms", "IAS_DAILY_ROLLUP_INTERVAL=300ms", "IAS_LOG_LEVEL=info",
+        fake,
         /* two concurrent batches: exactly-once and alerts must hold across them */
         "IAS_CONSUMER_THREADS=2", NULL};
 
@@ -311,8 +313,14 @@ static void wait_rows(env *e, long long want, int timeout_s)
     assert_int_equal(n, want);
 }
 
-/* Each daily rollup (0011) equals the stored events summed per org, UTC day
- * and its dimension: no event counted twice or lost there either. */
+/* The watermark of the daily rollups (0012) as SQL: the first UTC day not
+ * yet summarised, as a time. */
+#define WATERMARK_TS "(SELECT day::timestamp AT TIME ZONE 'UTC' FROM usage_rollups_daily_watermark)"
+
+/* Each daily rollup (0011) of a day before the watermark (0012) equals the
+ * stored events summed per org, UTC day and its dimension, and no day from
+ * the watermark on has a daily row: no event counted twice or lost there
+ * either. */
 static void assert_daily_rollups(env *e)
 {
     static const char *const dims[][2] = {{"model", "model"},
@@ -323,7 +331,7 @@ static void assert_daily_rollups(env *e)
             "SELECT count(*) FROM (SELECT org_id, (created_at AT TIME ZONE 'UTC')::date AS day,"
             "  %s AS dim, count(*) AS n, count(*) FILTER (WHERE status >= 400 OR aborted) AS err,"
             "  sum(prompt_tokens) AS p, sum(completion_tokens) AS c, sum(cost) AS cost"
-            "  FROM usage_events GROUP BY 1, 2, 3) ev"
+            "  FROM usage_events WHERE created_at < " WATERMARK_TS " GROUP BY 1, 2, 3) ev"
             " FULL JOIN usage_rollups_daily_%s d ON d.org_id = ev.org_id AND d.day = ev.day"
             "  AND %s IS NOT DISTINCT FROM ev.dim"
             " WHERE ev.org_id IS NULL OR d.org_id IS NULL OR d.requests <> ev.n"
@@ -334,7 +342,30 @@ static void assert_daily_rollups(env *e)
         if (bad != 0)
             fail_msg("usage_rollups_daily_%s: %lld rows differ from usage_events", dims[i][0], bad);
         free(sql);
+        sql = ias_xasprintf("SELECT count(*) FROM usage_rollups_daily_%s"
+                            " WHERE day >= (SELECT day FROM usage_rollups_daily_watermark)",
+                            dims[i][0]);
+        bad = q1(e, sql);
+        if (bad != 0)
+            fail_msg("usage_rollups_daily_%s: %lld rows of days not summarised yet", dims[i][0],
+                     bad);
+        free(sql);
     }
+}
+
+/* Waits until the daily rollup job has moved the watermark to day. */
+static void wait_watermark(env *e, const char *day)
+{
+    char *sql =
+        ias_xasprintf("SELECT count(*) FROM usage_rollups_daily_watermark WHERE day = '%s'", day);
+    uint64_t end = ias_now_ms() + 30000;
+    long long n = 0;
+
+    while (ias_now_ms() < end && (n = q1(e, sql)) != 1)
+        sleep_ms(100);
+    free(sql);
+    if (n != 1)
+        fail_msg("the daily rollup watermark never reached %s", day);
 }
 
 static void now_iso(char *buf, size_t len)
@@ -423,7 +454,13 @@ static void test_kill9_exactly_once(void **state)
                            " WHERE user_id IS NULL"),
                      want_prompt);
     assert_daily_rollups(e);
-    assert_int_equal(q1(e, "SELECT sum(requests) FROM usage_rollups_daily_model"), total);
+    /* What the analytics read: daily rows before the watermark, hourly after. */
+    assert_int_equal(q1(e,
+                        "SELECT (SELECT coalesce(sum(requests), 0) FROM usage_rollups_daily_model"
+                        "  WHERE day < (SELECT day FROM usage_rollups_daily_watermark))"
+                        " + (SELECT coalesce(sum(requests), 0) FROM usage_rollups_hourly"
+                        "  WHERE hour >= " WATERMARK_TS ")"),
+                     total);
     /* Budget counters of record rebuilt from the database. */
     {
         ias_redis_sync *rs = ias_redis_sync_new(e->redis, 2000);
@@ -724,9 +761,12 @@ static void test_month_rollover(void **state)
                      ((60LL + 900) * 3 + (40LL + 50) * 4) * 1000);
     assert_int_equal(q1(e, "SELECT (sum(cost) * 1000000)::bigint FROM usage_rollups_hourly"),
                      ((800LL * 1 + 50 * 2) + (960LL * 3 + 90 * 4)) * 1000);
-    /* The redelivered January event is in January 31's daily rows once. */
+    /* The fake clock is in February now: the daily job summarises January 31
+     * (and the years before it, empty) and moves the watermark to February 1;
+     * the redelivered January event is in January 31's daily rows once. */
+    wait_watermark(e, "2031-02-01");
     assert_daily_rollups(e);
-    assert_int_equal(q1(e, "SELECT count(*) FROM usage_rollups_daily_model"), 2);
+    assert_int_equal(q1(e, "SELECT count(*) FROM usage_rollups_daily_model"), 1);
     assert_int_equal(q1(e, "SELECT prompt_tokens FROM usage_rollups_daily_user_key"
                            " WHERE day = '2031-01-31'"),
                      800);
@@ -779,6 +819,31 @@ static void test_month_rollover(void **state)
              org);
     assert_int_equal(ias_pg_exec(e->pg, sql, 0, NULL, NULL), IAS_OK);
     wait_used(rs, kfeb, 1150);
+    /* A late event of January 31, a day already summarised, and the January
+     * event once more: the batch adds the new one to the daily rows itself,
+     * once; the redelivery changes nothing. */
+    {
+        ev late = {.model = "rated", .at = "2031-01-31T12:00:00Z", .prompt = 10, .completion = 0};
+        ev jan = {
+            .model = "rated", .at = "2031-01-31T23:59:59.500Z", .prompt = 800, .completion = 50};
+        make_id(e, late.id, sizeof(late.id), 5, 4);
+        make_id(e, jan.id, sizeof(jan.id), 5, 1);
+        (void)ias_strlcpy(late.org, org, sizeof(late.org));
+        (void)ias_strlcpy(jan.org, org, sizeof(jan.org));
+        publish(e, &late);
+        publish(e, &jan);
+        assert_int_equal(ias_publisher_wait_idle(e->pub, 30000), IAS_OK);
+        wait_rows(e, 4, 30);
+        sleep_ms(300);
+        assert_int_equal(q1(e, "SELECT count(*) FROM usage_events"), 4);
+        assert_int_equal(
+            q1(e, "SELECT (day = '2031-02-01')::int FROM usage_rollups_daily_watermark"), 1);
+        assert_daily_rollups(e);
+        assert_int_equal(q1(e, "SELECT count(*) FROM usage_rollups_daily_model"), 1);
+        assert_int_equal(q1(e, "SELECT requests * 10000 + prompt_tokens"
+                               " FROM usage_rollups_daily_model WHERE day = '2031-01-31'"),
+                         2 * 10000 + 810);
+    }
     {
         const char *argv[] = {"DEL", kfeb, kfeb_u};
         redisReply *rep = NULL;
