@@ -1,6 +1,7 @@
 /* Incremental HTTP/1.x response parser and http:// URL parser. See http_parse.h. */
 #include "ias/http_parse.h"
 
+#include "ias/common.h"
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -707,17 +708,6 @@ static bool is_host_char(unsigned char c)
            c == '.' || c == '_';
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The socket path of a unix URL, already free of control bytes and spaces;
  * percent-decoded for http+unix. The Host header names no host: "localhost". */
 static int url_set_unix(ias_http_url *out, const char *s, size_t n, bool pct)
@@ -728,7 +718,8 @@ static int url_set_unix(ias_http_url *out, const char *s, size_t n, bool pct)
         char ch = s[i];
 
         if (pct && ch == '%') {
-            int hi = i + 2 < n ? hex_val(s[i + 1]) : -1, lo = i + 2 < n ? hex_val(s[i + 2]) : -1;
+            int hi = i + 2 < n ? ias_hex_digit((unsigned char)s[i + 1]) : -1,
+                lo = i + 2 < n ? ias_hex_digit((unsigned char)s[i + 2]) : -1;
 
             if (hi < 0 || lo < 0)
                 return IAS_ERR;

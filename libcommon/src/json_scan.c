@@ -1,6 +1,7 @@
 /* Strict JSON scanning without a tree (see ias/json_scan.h). */
 #include "ias/json_scan.h"
 
+#include "ias/common.h"
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,17 +19,6 @@ static size_t skip_ws(const char *s, size_t len, size_t p)
     return p;
 }
 
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The code unit of the \uXXXX at s[p] (p at the backslash), -1 when the six
  * bytes are not one. */
 static long hex4_at(const char *s, size_t len, size_t p)
@@ -38,7 +28,7 @@ static long hex4_at(const char *s, size_t len, size_t p)
     if (len - p < 6 || s[p] != '\\' || s[p + 1] != 'u')
         return -1;
     for (size_t i = 2; i < 6; i++) {
-        int h = hex_val((unsigned char)s[p + i]);
+        int h = ias_hex_digit((unsigned char)s[p + i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;
