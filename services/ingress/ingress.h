@@ -51,6 +51,7 @@ typedef struct ingress_ctx {
     char audit_url[INGRESS_URL_MAX];
     char internal_token[256];
     char forward_prefix[64]; /* client header prefix passed to the router, "" none */
+    char region[64];         /* environment.region for pdp, "" none */
     int64_t key_cache_ttl_ms;
     int64_t models_cache_ttl_ms;
     int64_t policy_cache_ttl_ms;
@@ -102,6 +103,8 @@ typedef struct ingress_lru ingress_lru;
 typedef struct ingress_model {
     char *name;
     int64_t context_length;
+    char **tags; /* the registry's labels, sent to pdp as resource.tags */
+    size_t ntags;
 } ingress_model;
 
 typedef struct ingress_policy_cache ingress_policy_cache;

@@ -19,6 +19,9 @@ static const ias_cfg_row config_rows[] = {
      "router for /v1 completions: http://host:port, or unix:/path/router.sock for a router in "
      "the same pod (its IAS_UNIX_SOCKET)"},
     {"IAS_PDP_URL", IAS_CFG_STR, "", 0, 0, "policy decision point (empty: built-in decision)"},
+    {"IAS_REGION", IAS_CFG_STR, "", 0, 0,
+     "this ingress's region, sent to pdp as environment.region ([A-Za-z0-9._-], at most 63; "
+     "empty: none)"},
     {"IAS_ACCOUNTING_URL", IAS_CFG_STR, "", 0, 0, "accounting service (/api/v1/usage*)"},
     {"IAS_AUDIT_URL", IAS_CFG_STR, "", 0, 0, "audit service (/api/v1/audit*)"},
     {"IAS_INTERNAL_TOKEN", IAS_CFG_SECRET, "", 0, 0, "X-Ias-Internal-Token for /internal calls"},
@@ -172,6 +175,13 @@ static int load_ctx(const ias_config *cfg, ingress_ctx *ctx)
                     sizeof(ctx->forward_prefix)) != IAS_OK ||
         strncasecmp(ctx->forward_prefix, "x-ias", 5) == 0) {
         fprintf(stderr, "  IAS_FORWARD_HEADER_PREFIX: at most 63 bytes, not X-Ias*\n");
+        rc = IAS_ERR;
+    }
+    if (ias_strlcpy(ctx->region, ias_config_str(cfg, "IAS_REGION"), sizeof(ctx->region)) !=
+            IAS_OK ||
+        ctx->region[strspn(ctx->region, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789._-")] != '\0') {
+        fprintf(stderr, "  IAS_REGION: at most 63 of [A-Za-z0-9._-]\n");
         rc = IAS_ERR;
     }
     ctx->key_cache_ttl_ms = ias_config_ms(cfg, "IAS_KEY_CACHE_TTL");

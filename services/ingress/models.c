@@ -17,8 +17,12 @@ typedef struct ingress_models_waiter {
 
 static void models_clear(ingress_worker *w)
 {
-    for (size_t i = 0; i < w->nmodels; i++)
+    for (size_t i = 0; i < w->nmodels; i++) {
         free(w->models[i].name);
+        for (size_t t = 0; t < w->models[i].ntags; t++)
+            free(w->models[i].tags[t]);
+        free(w->models[i].tags);
+    }
     free(w->models);
     w->models = NULL;
     w->nmodels = 0;
@@ -31,6 +35,27 @@ void ingress_models_free(ingress_worker *w)
         ingress_models_waiter *n = w->models_waiters->next;
         free(w->models_waiters);
         w->models_waiters = n;
+    }
+}
+
+/* The users service caps a model at 50 tags (0002_keys_models); more, or a
+ * non-string, is skipped rather than trusted. */
+#define MODEL_TAGS_MAX 50
+
+static void parse_tags(const cJSON *arr, ingress_model *m)
+{
+    const cJSON *t;
+    int n = cJSON_GetArraySize(arr);
+
+    if (!cJSON_IsArray(arr) || n == 0)
+        return;
+    m->tags = ias_xcalloc((size_t)(n < MODEL_TAGS_MAX ? n : MODEL_TAGS_MAX), sizeof(char *));
+    cJSON_ArrayForEach(t, arr)
+    {
+        if (m->ntags == MODEL_TAGS_MAX)
+            break;
+        if (cJSON_IsString(t))
+            m->tags[m->ntags++] = ias_xstrdup(t->valuestring);
     }
 }
 
@@ -55,6 +80,7 @@ static int models_parse(ingress_worker *w, const char *body, size_t len)
         m[n].name = ias_xstrdup(name->valuestring);
         m[n].context_length =
             cJSON_IsNumber(cl) && cl->valuedouble > 0 ? (int64_t)cl->valuedouble : 0;
+        parse_tags(cJSON_GetObjectItemCaseSensitive(it, "tags"), &m[n]);
         n++;
     }
     cJSON_Delete(o);

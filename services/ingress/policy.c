@@ -219,6 +219,7 @@ int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *m
     policy_ent *e;
     char key[sizeof(e->key)], url[INGRESS_URL_MAX + 32], now[32];
     cJSON *body, *subj, *am, *res, *env;
+    const ingress_model *mod;
     char *text;
     ias_http_call *call;
 
@@ -258,8 +259,18 @@ int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *m
     cJSON_AddStringToObject(body, "action", "inference");
     res = cJSON_AddObjectToObject(body, "resource");
     cJSON_AddStringToObject(res, "model", model);
+    /* Rules may match the model's registry tags (e.g. data classes); the
+     * snapshot is current (config.models.changed clears the decision cache). */
+    mod = ingress_models_find(w, model);
+    if (mod != NULL && mod->ntags > 0) {
+        cJSON *tags = cJSON_AddArrayToObject(res, "tags");
+        for (size_t i = 0; i < mod->ntags; i++)
+            cJSON_AddItemToArray(tags, cJSON_CreateString(mod->tags[i]));
+    }
     env = cJSON_AddObjectToObject(body, "environment");
     cJSON_AddStringToObject(env, "source_ip", source_ip ? source_ip : "");
+    if (ctx->region[0] != '\0')
+        cJSON_AddStringToObject(env, "region", ctx->region);
     ias_iso8601_ms(ias_wall_ms(), now, sizeof(now));
     cJSON_AddStringToObject(env, "time", now);
     text = cJSON_PrintUnformatted(body);

@@ -484,17 +484,32 @@ test('management target down: 502/503 problem+json', { skip }, async () => {
 // ---- policy (real pdp), router failures -------------------------------------
 
 test('pdp deny: 403 policy_denied; allow passes', { skip: skip || !existsSync(join(binDir, 'ias-pdp')) }, async () => {
+  // Rules on the registry's model tags and on this ingress's region see what
+  // ingress sends as resource.tags and environment.region.
+  sql(db.dsn, "INSERT INTO models (name, context_length, tags) VALUES ('tagged-model', 4096, '{internal,restricted}'), ('region-model', 4096, '{}')");
+  const tp = seedTenant({ models: [MODEL, 'tagged-model', 'region-model'] });
+  const doc = { rules: [
+    { id: 'no-restricted', effect: 'deny', match: { resource: { tags: ['restricted'] } } },
+    { id: 'not-in-eu', effect: 'deny', match: { resource: { model: ['region-model'] }, environment: { region: ['eu-test'] } } },
+  ] };
+  sql(db.dsn, `SET ias.org_id = '*'; INSERT INTO policies (scope, org_id, version, document, active) VALUES ('org', '${tp.org}', 1, '${JSON.stringify(doc)}', true)`);
   const pdp = await startService('pdp', {
     IAS_PG_DSN: db.dsn, IAS_JWT_SECRET: jwtSecret, IAS_SPOOL_DIR: scratchPath('pdp-spool'),
   });
   let ing;
   try {
-    ing = await startService('ingress', { ...common, IAS_ROUTER_URL: routerUrl, IAS_PDP_URL: pdp.url });
-    const t = seedTenant();
-    const ok = await sdk(t.key, ing.url).chat.completions.create(chatBody({ max_tokens: 2 }));
+    ing = await startService('ingress', { ...common, IAS_ROUTER_URL: routerUrl, IAS_PDP_URL: pdp.url, IAS_REGION: 'eu-test' });
+    const ok = await sdk(tp.key, ing.url).chat.completions.create(chatBody({ max_tokens: 2 }));
     assert.equal(ok.object, 'chat.completion');
+    for (const [model, rule] of [['tagged-model', 'no-restricted'], ['region-model', 'not-in-eu']]) {
+      await assert.rejects(sdk(tp.key, ing.url).chat.completions.create({ ...chatBody(), model }), (e) => {
+        assert.ok(e instanceof OpenAI.PermissionDeniedError, `${model}: ${e.constructor.name} ${e.message}`);
+        assert.match(e.message, new RegExp(rule));
+        return true;
+      });
+    }
     // other-model exists but the org may not use it: pdp's built-in rule denies.
-    await assert.rejects(sdk(t.key, ing.url).chat.completions.create({ ...chatBody(), model: 'other-model' }), (e) => {
+    await assert.rejects(sdk(tp.key, ing.url).chat.completions.create({ ...chatBody(), model: 'other-model' }), (e) => {
       assert.ok(e instanceof OpenAI.PermissionDeniedError, `${e.constructor.name} ${e.message}`);
       assert.equal(e.code, 'policy_denied');
       assert.equal(e.type, 'permission_error');
