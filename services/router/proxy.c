@@ -7,8 +7,9 @@
  * timeout, reset, 5xx/429) tries another backend of the model, then its
  * fallback model, up to max_attempts. Once the client's stream started, an
  * upstream failure ends it with an SSE error event and no [DONE].
- * Streams are forwarded as the raw bytes of each SSE event; only the final usage
- * chunk is dropped when the client did not ask for it. */
+ * Streams are forwarded as the raw bytes of each SSE event (those of one
+ * upstream read as one chunk); only the final usage chunk is dropped when the
+ * client did not ask for it. */
 #include "router.h"
 #include "usage.h"
 
@@ -71,13 +72,19 @@ typedef struct rcall {
     router_backend_state *st; /* of the current attempt, NULL when none in flight */
     char backend_id[257];     /* last backend that answered (for the event) */
     ias_http_call *up;
-    struct event *timer; /* first token, then idle */
+    struct event *timer;   /* first token, then idle */
+    uint64_t idle_from_ms; /* last upstream bytes of a started stream (arm_idle) */
+    bool sse_fed;          /* the parser has read a whole event: a BOM is behind it */
     bool paused;
     int up_status;
     fail_kind fail;
     int fail_status;
-    buf body_buf; /* non-streaming or error body */
-    buf pending;  /* raw SSE bytes not yet forming a whole event */
+    buf body_buf;           /* non-streaming or error body */
+    buf pending;            /* raw SSE bytes not yet forming a whole event */
+    bool sse_cr;            /* pending has held a CR: event ends need the CR-aware scan */
+    size_t sendable;        /* pending[0, sendable): parsed events to forward as they came */
+    struct event *flush_ev; /* sends them at the end of the loop iteration (on_flush) */
+    bool flush_armed;
     ias_sse_parser *sse;
     bool ev_drop; /* set by the SSE callback for the current event */
     bool ev_bad;
@@ -170,6 +177,8 @@ static void rcall_free(rcall *c)
     }
     if (c->timer)
         event_free(c->timer);
+    if (c->flush_ev)
+        event_free(c->flush_ev);
     ias_sse_parser_free(c->sse);
     router_guard_free(c->guard);
     free(c->body_buf.p);
@@ -329,6 +338,16 @@ static void arm_timer(rcall *c, long long ms)
         ias_die("router: evtimer_add failed");
 }
 
+/* The idle timer is armed lazily: each read only notes its time, and a timer
+ * that fires before the stream was idle long enough re-arms for the rest (an
+ * evtimer_add per upstream chunk was a tenth of the router's cost per chunk). */
+static void arm_idle(rcall *c)
+{
+    c->idle_from_ms = ias_now_ms();
+    if (!evtimer_pending(c->timer, NULL))
+        arm_timer(c, c->ctx->cfg.idle_ms);
+}
+
 static void stop_upstream(rcall *c, bool failed)
 {
     if (c->up != NULL) {
@@ -347,6 +366,22 @@ static void stop_upstream(rcall *c, bool failed)
     c->paused = false;
 }
 
+/* Hands the parsed events waiting in pending to the client as one chunk.
+ * IAS_ERR: the client is gone (on_close follows). */
+static int flush_events(rcall *c)
+{
+    size_t n = c->sendable;
+    int rc = IAS_OK;
+
+    if (n == 0)
+        return IAS_OK;
+    c->sendable = 0;
+    if (c->r != NULL)
+        rc = ias_reply_stream_chunk(c->r, c->pending.p, n);
+    ias_strbuf_consume(&c->pending, n);
+    return rc;
+}
+
 static void end_stream_with_error(rcall *c, const char *message)
 {
     char ev[512];
@@ -356,6 +391,8 @@ static void end_stream_with_error(rcall *c, const char *message)
                      message);
 
     c->aborted = true;
+    if (c->r != NULL && flush_events(c) != IAS_OK)
+        ias_debug(&c->log, "request %s: client gone before the last events", c->request_id);
     if (c->r != NULL) {
         ias_req_on_close(c->r, NULL, NULL);
         if (n > 0 && (size_t)n < sizeof(ev) &&
@@ -372,6 +409,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     rcall *c = arg;
     bool before_first = !c->client_started;
 
+    if (!before_first) {
+        uint64_t due = c->idle_from_ms + (uint64_t)c->ctx->cfg.idle_ms, now = ias_now_ms();
+        if (now < due) {
+            arm_timer(c, (long long)(due - now)); /* bytes came since it was armed */
+            return;
+        }
+    }
     ias_warn(&c->log, "upstream %s timeout on backend %s", before_first ? "first-token" : "idle",
              c->backend_id);
     stop_upstream(c, true);
@@ -408,7 +452,7 @@ static void on_drained(ias_req *r, void *arg)
         return;
     c->paused = false;
     ias_http_call_resume(c->up);
-    arm_timer(c, c->ctx->cfg.idle_ms);
+    arm_idle(c);
 }
 
 static void on_client_close(ias_req *r, void *arg)
@@ -442,6 +486,8 @@ static void guard_stop(rcall *c)
 {
     ias_info(&c->log, "request %s: stream stopped by an output guardrail", c->request_id);
     stop_upstream(c, false);
+    if (c->r != NULL && flush_events(c) != IAS_OK)
+        ias_debug(&c->log, "request %s: client gone before the last events", c->request_id);
     if (c->r != NULL) {
         ias_req_on_close(c->r, NULL, NULL);
         (void)ias_reply_stream_end(c->r);
@@ -450,51 +496,114 @@ static void guard_stop(rcall *c)
     finish(c);
 }
 
+/* The event ev[0, n) (whole, LF line ends) is one "data:" line and the blank
+ * line: its data, as the SSE parser would pass it, without copying it there.
+ * Only once the parser has read an event (a leading BOM is behind it), and
+ * never with guardrails (their reading stays on the parser's copy). */
+static bool simple_event(const rcall *c, const char *ev, size_t n, ias_sse_event *out)
+{
+    const char *data = ev + 5, *nl;
+
+    if (!c->sse_fed || c->sse_cr || c->guard != NULL || n < 7 || n > MAX_EVENT_BYTES ||
+        memcmp(ev, "data:", 5) != 0)
+        return false;
+    nl = memchr(data, '\n', n - 5);
+    if (nl != ev + n - 2)
+        return false; /* more lines than one */
+    if (*data == ' ')
+        data++;
+    *out = (ias_sse_event){.type = "message",
+                           .type_len = 7,
+                           .data = data,
+                           .data_len = (size_t)(nl - data),
+                           .id = "",
+                           .retry_ms = -1};
+    return true;
+}
+
+/* The end of the loop iteration in which upstream bytes came: the events
+ * parsed from them go to the client as one chunk, then the backpressure check. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    rcall *c = arg;
+
+    c->flush_armed = false;
+    if (flush_events(c) != IAS_OK)
+        return; /* client gone: on_close follows */
+    if (c->r != NULL && c->up != NULL && !c->paused &&
+        ias_reply_stream_pending(c->r) > (size_t)c->ctx->cfg.high_water) {
+        /* slow reader: stop reading upstream until the client caught up */
+        c->paused = true;
+        event_del(c->timer);
+        ias_http_call_pause(c->up);
+        ias_reply_stream_on_drain(c->r, (size_t)c->ctx->cfg.low_water, on_drained, c);
+    }
+}
+
 static void stream_body(rcall *c, const char *data, size_t len)
 {
-    size_t n;
+    /* Events are parsed one by one as they complete, but the ones forwarded
+     * as they came wait in pending until the end of the loop iteration: the
+     * HTTP client passes a backend's chunks one by one, and all of one read
+     * then reach the client as one chunk (one framing here, one chunk for
+     * ingress to parse and relay, instead of one per event). A dropped or
+     * rewritten event sends what waits first, so the order never changes. */
+    size_t off = c->sendable, n;
+    ias_sse_event sev;
 
     if (!c->client_started)
         start_client_stream(c);
     buf_add(&c->pending, data, len);
-    while ((n = router_sse_event_end(c->pending.p, c->pending.len)) > 0) {
-        const char *send = c->pending.p;
-        size_t sendlen = n;
+    if (!c->sse_cr && memchr(data, '\r', len) != NULL)
+        c->sse_cr = true; /* from here on, line ends may be CRLF or CR */
+    for (;;) {
+        const char *ev = c->pending.p + off;
+        size_t left = c->pending.len - off;
 
+        n = c->sse_cr ? router_sse_event_end(ev, left) : router_sse_event_end_lf(ev, left);
+        if (n == 0)
+            break;
         c->ev_drop = c->ev_bad = false;
         c->ev_gr = ROUTER_GR_PASS;
-        if (ias_sse_parser_feed(c->sse, c->pending.p, n) != IAS_OK) {
+        if (simple_event(c, ev, n, &sev)) {
+            (void)on_sse_event(&sev, c);
+        } else if (ias_sse_parser_feed(c->sse, ev, n) != IAS_OK) {
+            c->sendable = off;
             stop_upstream(c, true);
-            end_stream_with_error(c, "upstream event too large");
+            end_stream_with_error(c, "upstream event too large"); /* sends what waits first */
             return;
         }
-        if (c->ev_gr != ROUTER_GR_PASS) {
-            send = c->ev_gr_out;
-            sendlen = c->ev_gr_outlen;
-        }
-        if (!c->ev_drop && c->r != NULL && sendlen > 0 &&
-            ias_reply_stream_chunk(c->r, send, sendlen) != IAS_OK)
+        c->sse_fed = true;
+        off += n;
+        if (!c->ev_drop && c->ev_gr == ROUTER_GR_PASS)
+            continue; /* waits with the others */
+        c->sendable = off - n;
+        if (flush_events(c) != IAS_OK)
             return; /* client gone: on_close follows */
+        off = 0;    /* the event is now at the front of pending */
+        if (!c->ev_drop && c->ev_gr != ROUTER_GR_PASS && c->r != NULL && c->ev_gr_outlen > 0 &&
+            ias_reply_stream_chunk(c->r, c->ev_gr_out, c->ev_gr_outlen) != IAS_OK)
+            return;
         ias_strbuf_consume(&c->pending, n);
         if (c->ev_gr == ROUTER_GR_STOP) {
             guard_stop(c);
             return; /* c may be gone */
         }
     }
-    if (c->pending.len > MAX_EVENT_BYTES) {
+    c->sendable = off;
+    if (c->pending.len - off > MAX_EVENT_BYTES) {
         stop_upstream(c, true);
         end_stream_with_error(c, "upstream event too large");
         return;
     }
-    if (c->r != NULL && ias_reply_stream_pending(c->r) > (size_t)c->ctx->cfg.high_water) {
-        /* slow reader: stop reading upstream until the client caught up */
-        c->paused = true;
-        event_del(c->timer);
-        ias_http_call_pause(c->up);
-        ias_reply_stream_on_drain(c->r, (size_t)c->ctx->cfg.low_water, on_drained, c);
-    } else {
-        arm_timer(c, c->ctx->cfg.idle_ms);
+    if (off > 0 && !c->flush_armed) {
+        if (c->flush_ev == NULL &&
+            (c->flush_ev = event_new(event_get_base(c->timer), -1, 0, on_flush, c)) == NULL)
+            ias_die("router: out of memory");
+        c->flush_armed = true;
+        event_active(c->flush_ev, EV_TIMEOUT, 1);
     }
+    arm_idle(c);
 }
 
 static void on_up_response(ias_http_call *call, const ias_http_response *resp, void *arg)
@@ -541,6 +650,8 @@ static void on_up_done(ias_http_call *call, ias_http_result result, void *arg)
         if (result == IAS_HTTP_OK && c->usage.done) {
             if (st)
                 router_balance_success(st);
+            if (c->r != NULL && flush_events(c) != IAS_OK)
+                ias_debug(&c->log, "request %s: client gone before the last events", c->request_id);
             if (c->r != NULL) {
                 ias_req_on_close(c->r, NULL, NULL);
                 (void)ias_reply_stream_end(c->r);

@@ -29,6 +29,11 @@ static size_t event_end_lf(const char *buf, size_t len)
     return 0;
 }
 
+size_t router_sse_event_end_lf(const char *buf, size_t len)
+{
+    return event_end_lf(buf, len);
+}
+
 size_t router_sse_event_end(const char *buf, size_t len)
 {
     bool line_start = true;
@@ -186,14 +191,29 @@ static bool usage_chunk_fast(router_usage *u, const char *data, size_t len)
     /* role of each open container: */
     enum { R_OTHER = 0, R_ROOT, R_CHOICES, R_CHOICE, R_DELTA };
     unsigned char role[FAST_MAX_DEPTH];
-    const char *end = data + len, *key = NULL;
+    const char *end = data + len, *key = NULL, *start = data;
     size_t keylen = 0, nchoices = 0, nchoices_keys = 0, ndelta_keys = 0;
     int depth = 0;
-    bool counted_one = false, content_seen = false;
+    bool counted_one = false, content_seen = false, resumed = false;
+    router_chunk_memo *m = &u->memo;
 
+    _Static_assert((int)ROUTER_MEMO_DEPTH == (int)FAST_MAX_DEPTH,
+                   "the memo holds the scan's roles");
     if (len < 2 || data[0] != '{')
         return false;
-    for (const char *p = data; p < end; p++) {
+    if (m->len > 0 && len > m->len && memcmp(data, m->prefix, m->len) == 0) {
+        /* the bytes before the memo's point are this chunk's too: so is the state */
+        depth = m->depth;
+        memcpy(role, m->role, sizeof(role));
+        key = m->key_set ? data + m->key_off : NULL;
+        keylen = m->keylen;
+        nchoices = m->nchoices;
+        nchoices_keys = m->nchoices_keys;
+        ndelta_keys = m->ndelta_keys;
+        start = data + m->len;
+        resumed = true;
+    }
+    for (const char *p = start; p < end; p++) {
         char c;
 
         while (p < end && !fast_structural[(unsigned char)*p])
@@ -201,6 +221,22 @@ static bool usage_chunk_fast(router_usage *u, const char *data, size_t len)
         if (p == end)
             break;
         c = *p;
+        if (!resumed && c == '"' && depth > 0 && role[depth - 1] == R_DELTA && !content_seen &&
+            (size_t)(p - data) <= sizeof(m->prefix) && end - p > 9 &&
+            memcmp(p, "\"content\"", 9) == 0) {
+            /* remember the state here for the stream's next chunks */
+            resumed = true; /* once per chunk */
+            m->len = (size_t)(p - data);
+            memcpy(m->prefix, data, m->len);
+            m->depth = depth;
+            memcpy(m->role, role, sizeof(role));
+            m->key_set = key != NULL;
+            m->key_off = key ? (size_t)(key - data) : 0;
+            m->keylen = keylen;
+            m->nchoices = nchoices;
+            m->nchoices_keys = nchoices_keys;
+            m->ndelta_keys = ndelta_keys;
+        }
         if (c == '{' || c == '[') {
             unsigned char r = R_OTHER, parent = depth > 0 ? role[depth - 1] : R_OTHER;
             if (depth == FAST_MAX_DEPTH)

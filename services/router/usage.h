@@ -8,18 +8,39 @@
 #include "ias/common.h"
 #include "ias/json_scan.h"
 
+enum { ROUTER_MEMO_PREFIX_MAX = 384, ROUTER_MEMO_DEPTH = 16 };
+
+/* Where the chunk scan stood when it reached the first "content" key of a
+ * delta: the bytes before that point and the scan's state there. The chunks of
+ * one stream repeat those bytes (id, object, created, model, the choice's
+ * index), so a chunk that starts with the same bytes resumes the scan from that
+ * state instead of reading them again. Exact by construction: the state is a
+ * function of the bytes before the point only. All zero: nothing remembered. */
+typedef struct router_chunk_memo {
+    size_t len; /* bytes of prefix; 0: none */
+    size_t key_off, keylen;
+    size_t nchoices, nchoices_keys, ndelta_keys;
+    int depth;
+    bool key_set;
+    unsigned char role[ROUTER_MEMO_DEPTH];
+    char prefix[ROUTER_MEMO_PREFIX_MAX];
+} router_chunk_memo;
+
 /* What a response told us about tokens. */
 typedef struct router_usage {
-    bool have_usage;      /* upstream reported usage */
-    long long prompt;     /* from upstream usage */
-    long long completion; /* from upstream usage */
-    long long counted;    /* chunks with non-empty text (our own count) */
-    bool done;            /* "data: [DONE]" seen */
+    bool have_usage;        /* upstream reported usage */
+    long long prompt;       /* from upstream usage */
+    long long completion;   /* from upstream usage */
+    long long counted;      /* chunks with non-empty text (our own count) */
+    bool done;              /* "data: [DONE]" seen */
+    router_chunk_memo memo; /* the stream's repeated chunk prefix (router_usage_chunk) */
 } router_usage;
 
 /* Length of the first complete SSE event in buf (up to and including the blank
  * line that ends it; CRLF, LF or CR line ends), or 0 when none is complete. */
 size_t router_sse_event_end(const char *buf, size_t len);
+/* The same for a buf known to hold no CR (line ends are LFs only). */
+size_t router_sse_event_end_lf(const char *buf, size_t len);
 
 /* Inspects one SSE event's data. Sets *usage_only when the chunk carries usage and
  * no choices (the final usage chunk a client may not have asked for). Counts a

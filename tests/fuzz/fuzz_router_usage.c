@@ -3,6 +3,9 @@
  * request body:
  *   - whenever the byte-scan fast path accepts a chunk that is a JSON object,
  *     the full cJSON path counts exactly the same completion tokens;
+ *   - a chunk read after another (the input split at its first 0xff byte, or
+ *     the input twice), resuming from the memo the first left, is read as it
+ *     is alone;
  *   - whenever the strict-scan reading (ias/json_scan.h) answers, it answers
  *     what the cJSON reading does (usage, counts, usage-only, errors);
  *   - whenever a body plan is found, the spliced upstream body is JSON whose
@@ -28,6 +31,28 @@ static void check_scan(const char *d, size_t size)
     if (ra != rb || a.have_usage != b.have_usage || a.prompt != b.prompt ||
         a.completion != b.completion || a.counted != b.counted || only_a != only_b)
         abort();
+}
+
+static void check_memo(const char *d, size_t size)
+{
+    const char *cut = memchr(d, 0xff, size);
+    size_t alen = cut ? (size_t)(cut - d) : size;
+    const char *b = cut ? cut + 1 : d;
+    size_t blen = cut ? size - alen - 1 : size;
+    router_usage *primed = calloc(1, sizeof(*primed)), *alone = calloc(1, sizeof(*alone));
+    long long before;
+    bool rp, ra;
+
+    if (primed == NULL || alone == NULL)
+        abort();
+    (void)usage_chunk_fast(primed, d, alen);
+    before = primed->counted;
+    rp = usage_chunk_fast(primed, b, blen);
+    ra = usage_chunk_fast(alone, b, blen);
+    if (rp != ra || primed->counted - before != alone->counted)
+        abort();
+    free(primed);
+    free(alone);
 }
 
 /* The spliced body and the client's tree edited the same way print alike. */
@@ -87,6 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     (void)router_usage_chunk(&full, d, size, &usage_only); /* whichever path it takes */
     check_scan(d, size);
+    check_memo(d, size);
     check_body(d, size, size > 0 && (data[size - 1] & 1));
     if (!usage_chunk_fast(&fast, d, size))
         return 0;

@@ -332,6 +332,36 @@ test('upstream cut mid-stream: error event, never [DONE]', { skip }, async () =>
   assert.equal(ev.status, 200);
 });
 
+test('idle timeout between chunks: steady gaps pass, a longer gap ends with an error event', { skip }, async () => {
+  // Its own router with a short idle timeout (the shared one keeps the default).
+  const idle = await startService('router', {
+    IAS_REGISTRY_FILE: regFile, IAS_SPOOL_DIR: join(dir, 'spool-idle'), IAS_UPSTREAM_IDLE_TIMEOUT: '600ms',
+    IAS_REDIS_URL: env.IAS_REDIS_URL, IAS_AMQP_URL: env.IAS_AMQP_URL, IAS_WORKERS: '1',
+  });
+  try {
+    const run = async (tps, n) => {
+      const h = headers({ 'X-Mock-Tokens-Per-S': String(tps) });
+      const r = await fetch(idle.url + '/v1/chat/completions', {
+        method: 'POST', headers: h, body: JSON.stringify({ model: 'mock-gpt', messages: msgs, max_tokens: n, stream: true }),
+      });
+      assert.equal(r.status, 200);
+      return { text: await r.text(), id: h['X-Request-Id'] };
+    };
+    // 50 ms between tokens, well under the 600 ms idle limit: every token and [DONE].
+    const ok = await run(20, 6);
+    assert.match(ok.text, /data: \[DONE\]/);
+    assert.equal((ok.text.match(/"content":"[^"]+"/g) || []).length, 6);
+    // 1 s between tokens: the stream ends with an error event, never [DONE].
+    const cut = await run(1, 4);
+    assert.ok(!cut.text.includes('[DONE]'));
+    assert.match(cut.text.trim().split('\n\n').pop(), /^data: \{"error":\{.*idle timeout/);
+    const ev = checkEvent(await waitEvent(cut.id));
+    assert.equal(ev.aborted, true);
+  } finally {
+    assert.equal(await idle.stop(), 0);
+  }
+});
+
 test('client abort mid-stream: upstream cancelled, only delivered tokens billed', { skip }, async () => {
   const ac = new AbortController();
   const { r, id } = await chat({ model: 'mock-gpt', messages: msgs, max_tokens: 200, stream: true },

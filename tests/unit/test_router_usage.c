@@ -27,6 +27,9 @@ static void test_event_end(void **state)
     assert_int_equal(router_sse_event_end("a\nb\n", 4), 0);
     assert_int_equal(router_sse_event_end("a\nb\n\nc\n\n", 9), 5);
     assert_int_equal(router_sse_event_end("data: a\n\r\n", 10), 10);
+    assert_int_equal(router_sse_event_end_lf(two, strlen(two)), 9);
+    assert_int_equal(router_sse_event_end_lf("data: a\n", 8), 0);
+    assert_int_equal(router_sse_event_end_lf("a\nb\n\nc\n\n", 9), 5);
 }
 
 static void test_chunks(void **state)
@@ -106,6 +109,51 @@ static void test_chunk_fast_path(void **state)
         if (took && fast.counted != full.counted)
             fail_msg("case %zu: fast counted %lld, full %lld", i, fast.counted, full.counted);
     }
+}
+
+/* Chunks of one stream repeat the bytes before their content: the scan
+ * resumes from the state it remembered there, and reads every chunk exactly as
+ * it reads it alone (through router_usage_chunk, declines included). */
+static void test_chunk_memo(void **state)
+{
+#define PRE "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,"
+    static const char *const chunks[] = {
+        PRE "\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}",
+        PRE "\"delta\":{\"content\":\"one\"},\"finish_reason\":null}]}",
+        PRE "\"delta\":{\"content\":\"\"},\"finish_reason\":null}]}",
+        PRE "\"delta\":{\"content\":\" two\"},\"finish_reason\":null}]}",
+        PRE "\"delta\":{\"content\":\"\\u0000\"},\"finish_reason\":null}]}",
+        PRE "\"delta\":{\"content\":\"x\",\"content\":\"\"}}]}",
+        PRE "\"delta\":{\"content\":\"y\"}},{\"index\":1,\"delta\":{\"content\":\"z\"}}]}",
+        PRE "\"delta\":{\"content\":\"w\"}}],\"usage\":{\"prompt_tokens\":4,"
+            "\"completion_tokens\":9}}",
+        PRE "\"delta\":{\"content\":\"three\"}}]}",
+        PRE "\"delta\":{},\"finish_reason\":\"stop\"}]}",
+        "{\"id\":\"chatcmpl-1\",\"choices\":[],\"usage\":{\"prompt_tokens\":4,"
+        "\"completion_tokens\":5}}",
+        PRE "\"delta\":{\"content\":\"four\"}}]}",
+    };
+#undef PRE
+    router_usage stream = {0};
+    bool memo_taken = false;
+
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+        router_usage alone = {0};
+        bool only_s = false, only_a = false;
+        long long before = stream.counted;
+        int rs = router_usage_chunk(&stream, chunks[i], strlen(chunks[i]), &only_s);
+        int ra = router_usage_chunk(&alone, chunks[i], strlen(chunks[i]), &only_a);
+
+        memo_taken = memo_taken || stream.memo.len > 0;
+        if (rs != ra || only_s != only_a || stream.counted - before != alone.counted)
+            fail_msg("chunk %zu: in the stream %d/%d/%lld, alone %d/%d/%lld", i, rs, only_s,
+                     stream.counted - before, ra, only_a, alone.counted);
+        if (alone.have_usage &&
+            (stream.prompt != alone.prompt || stream.completion != alone.completion))
+            fail_msg("chunk %zu: usage differs", i);
+    }
+    assert_true(memo_taken);
+    assert_int_equal(stream.counted, 8); /* one, two, x, y, z, w, three, four */
 }
 
 static void test_body(void **state)
@@ -303,9 +351,13 @@ static void test_event_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_event_end),       cmocka_unit_test(test_chunks),
-        cmocka_unit_test(test_chunk_fast_path), cmocka_unit_test(test_body),
-        cmocka_unit_test(test_event_json),      cmocka_unit_test(test_scan_matches_cjson),
+        cmocka_unit_test(test_event_end),
+        cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_chunk_fast_path),
+        cmocka_unit_test(test_chunk_memo),
+        cmocka_unit_test(test_body),
+        cmocka_unit_test(test_event_json),
+        cmocka_unit_test(test_scan_matches_cjson),
         cmocka_unit_test(test_body_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
