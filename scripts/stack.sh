@@ -304,6 +304,13 @@ timezone = 'UTC'
 log_timezone = 'UTC'
 log_line_prefix = '%m [%p] %q%u@%d '
 logging_collector = off
+# Sized for the ingest path rather than PostgreSQL's 128 MB / 1 GB defaults:
+# at 20,000 usage events/s the accounting batches write ~200 MB of WAL a
+# second, so max_wal_size = 1GB forced a checkpoint every few seconds and most
+# of that WAL was full-page images (bench/README.md, "Accounting ingest").
+shared_buffers = ${IAS_PG_SHARED_BUFFERS:-1GB}
+max_wal_size = ${IAS_PG_MAX_WAL_SIZE:-8GB}
+checkpoint_timeout = 15min
 EOF
 }
 
