@@ -208,28 +208,7 @@ static int parse_string(parser *ps, buf *raw)
         if (*ps->p == '\\') {
             if (ps->end - ps->p < 2)
                 return fail(ps, "unterminated string");
-            switch (ps->p[1]) {
-            case '"':
-            case '\\':
-            case '/':
-                cp = ps->p[1];
-                break;
-            case 'b':
-                cp = '\b';
-                break;
-            case 'f':
-                cp = '\f';
-                break;
-            case 'n':
-                cp = '\n';
-                break;
-            case 'r':
-                cp = '\r';
-                break;
-            case 't':
-                cp = '\t';
-                break;
-            case 'u':
+            if (ps->p[1] == 'u') {
                 if (ps->end - ps->p < 6 || hex4(ps->p + 2, &cp) != IAS_OK)
                     return fail(ps, "bad \\u escape");
                 if (cp >= 0xdc00 && cp <= 0xdfff)
@@ -244,9 +223,11 @@ static int parse_string(parser *ps, buf *raw)
                     ps->p += 6;
                 }
                 ps->p += 4;
-                break;
-            default:
-                return fail(ps, "bad escape");
+            } else {
+                int v = ias_json_escape_value(ps->p[1]);
+                if (v < 0)
+                    return fail(ps, "bad escape");
+                cp = (unsigned)v;
             }
             ps->p += 2;
         } else if (*ps->p < 0x80) {

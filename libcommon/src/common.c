@@ -96,6 +96,28 @@ int ias_strlcpy(char *dst, const char *src, size_t dstlen)
     return IAS_OK;
 }
 
+int ias_json_escape_value(unsigned char c)
+{
+    switch (c) {
+    case '"':
+    case '\\':
+    case '/':
+        return c;
+    case 'b':
+        return '\b';
+    case 'f':
+        return '\f';
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    default:
+        return -1;
+    }
+}
+
 int ias_hex_digit(unsigned char c)
 {
     if (c >= '0' && c <= '9')

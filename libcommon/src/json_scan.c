@@ -473,23 +473,7 @@ size_t ias_json_scan_string(const char *s, ias_json_span str, char *out, size_t 
             break;
         /* p at a backslash the scan vouched for */
         unsigned long cp;
-        switch (p[1]) {
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
-        case 'u': {
+        if (p[1] == 'u') {
             long hi = hex4_at(p, (size_t)(end - p), 0);
             if (hi < 0)
                 goto bad;
@@ -502,10 +486,11 @@ size_t ias_json_scan_string(const char *s, ias_json_span str, char *out, size_t 
                 p += 6;
             }
             p += 4; /* the hex digits; the two escape bytes below */
-            break;
-        }
-        default:
-            cp = (unsigned char)p[1]; /* '"', '\\', '/' */
+        } else {
+            int v = ias_json_escape_value((unsigned char)p[1]);
+            if (v < 0)
+                goto bad;
+            cp = (unsigned long)v;
         }
         put_utf8(cp, out, cap, &n);
         p += 2;

@@ -1,5 +1,6 @@
 /* libcommon common.h: the decimal formatters the hot paths use instead of
- * snprintf must print exactly what snprintf prints. */
+ * snprintf must print exactly what snprintf prints; the JSON escape and hex
+ * digit tables the parsers share. */
 #include "ias/common.h"
 
 #include <inttypes.h>
@@ -80,12 +81,32 @@ static void test_powers_and_neighbours(void **state)
     }
 }
 
+/* JSON's one-letter escapes (RFC 8259 section 7) and nothing else; digits for hex. */
+static void test_json_escape_and_hex(void **state)
+{
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(from) - 1; i++)
+        assert_int_equal(ias_json_escape_value((unsigned char)from[i]), (unsigned char)to[i]);
+    for (int c = 0; c < 256; c++) {
+        int hex = (c >= '0' && c <= '9')   ? c - '0'
+                  : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                  : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                           : -1;
+        if (strchr(from, c) == NULL || c == 0)
+            assert_int_equal(ias_json_escape_value((unsigned char)c), -1);
+        assert_int_equal(ias_hex_digit((unsigned char)c), hex);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_u64_max),
         cmocka_unit_test(test_powers_and_neighbours),
+        cmocka_unit_test(test_json_escape_and_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

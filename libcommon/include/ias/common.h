@@ -45,6 +45,10 @@ int ias_strlcpy(char *dst, const char *src, size_t dstlen);
 /* Value of a hex digit (either case), or -1. */
 int ias_hex_digit(unsigned char c);
 
+/* The character a one-letter JSON escape \c stands for (c one of " \ / b f
+ * n r t), or -1 (for 'u' too: \uXXXX is the caller's). */
+int ias_json_escape_value(unsigned char c);
+
 /* Decimal without snprintf (hot paths format several numbers per request). */
 enum { IAS_I64_DEC_MAX = 24 }; /* "-9223372036854775808" and the NUL */
 /* The digits of v at p, no NUL; returns how many (at most 20). */
