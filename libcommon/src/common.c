@@ -96,6 +96,19 @@ int ias_strlcpy(char *dst, const char *src, size_t dstlen)
     return IAS_OK;
 }
 
+void ias_str_append_cut(char *dst, size_t cap, size_t *used, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (*used + 1 >= cap)
+        return;
+    if (n > cap - 1 - *used)
+        n = cap - 1 - *used;
+    memcpy(dst + *used, s, n);
+    *used += n;
+    dst[*used] = '\0';
+}
+
 int ias_json_escape_value(unsigned char c)
 {
     switch (c) {

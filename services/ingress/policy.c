@@ -92,21 +92,6 @@ static bool version_admit(ingress_policy_cache *c, const char *org, long long gv
     return true;
 }
 
-/* Appends s to dst[0..cap) at *used, cutting it as snprintf would (dst stays
- * NUL-terminated); without snprintf's format machinery, per request. */
-static void put_cut(char *dst, size_t cap, size_t *used, const char *s)
-{
-    size_t n = strlen(s);
-
-    if (*used + 1 >= cap)
-        return;
-    if (n > cap - 1 - *used)
-        n = cap - 1 - *used;
-    memcpy(dst + *used, s, n);
-    *used += n;
-    dst[*used] = '\0';
-}
-
 static size_t slot_of(const char *key)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -234,13 +219,13 @@ int ingress_policy_decide(ingress_worker *w, const ingress_key *k, const char *m
     }
     size_t key_len = 0;
     key[0] = '\0';
-    put_cut(key, sizeof(key), &key_len, k->org_id);
-    put_cut(key, sizeof(key), &key_len, "|");
-    put_cut(key, sizeof(key), &key_len, k->user_id);
-    put_cut(key, sizeof(key), &key_len, "|");
-    put_cut(key, sizeof(key), &key_len, k->role);
-    put_cut(key, sizeof(key), &key_len, "|");
-    put_cut(key, sizeof(key), &key_len, model);
+    ias_str_append_cut(key, sizeof(key), &key_len, k->org_id);
+    ias_str_append_cut(key, sizeof(key), &key_len, "|");
+    ias_str_append_cut(key, sizeof(key), &key_len, k->user_id);
+    ias_str_append_cut(key, sizeof(key), &key_len, "|");
+    ias_str_append_cut(key, sizeof(key), &key_len, k->role);
+    ias_str_append_cut(key, sizeof(key), &key_len, "|");
+    ias_str_append_cut(key, sizeof(key), &key_len, model);
     e = &w->policy->slots[slot_of(key)];
     if (e->expires > ias_now_ms() && strcmp(e->key, key) == 0 && e->gver == w->policy->gver) {
         *out = e->d;

@@ -137,21 +137,6 @@ static size_t forward_client_headers(v1_call *c, ias_http_header *h, size_t max)
     return n;
 }
 
-/* Appends s to dst[0..cap) at *used, cutting it as snprintf would (dst stays
- * NUL-terminated); without snprintf's format machinery, per request. */
-static void put_cut(char *dst, size_t cap, size_t *used, const char *s)
-{
-    size_t n = strlen(s);
-
-    if (*used + 1 >= cap)
-        return;
-    if (n > cap - 1 - *used)
-        n = cap - 1 - *used;
-    memcpy(dst + *used, s, n);
-    *used += n;
-    dst[*used] = '\0';
-}
-
 static void forward(v1_call *c)
 {
     ingress_ctx *ctx = c->ctx;
@@ -172,9 +157,9 @@ static void forward(v1_call *c)
     }
     size_t url_len = 0;
     url[0] = '\0';
-    put_cut(url, sizeof(url), &url_len, ctx->router_url);
-    put_cut(url, sizeof(url), &url_len,
-            c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
+    ias_str_append_cut(url, sizeof(url), &url_len, ctx->router_url);
+    ias_str_append_cut(url, sizeof(url), &url_len,
+                       c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
     /* Built from scratch: nothing the client sent as X-Ias-* can reach the router. */
     h[n++] = (ias_http_header){"Content-Type", "application/json"};
     if (accept)

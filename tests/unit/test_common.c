@@ -100,6 +100,25 @@ static void test_json_escape_and_hex(void **state)
     }
 }
 
+/* Cuts as snprintf would: at most cap - 1 bytes, always NUL-terminated. */
+static void test_str_append_cut(void **state)
+{
+    char buf[8];
+    const char *want = "abcdefg";
+    size_t used = 0;
+
+    (void)state;
+    buf[0] = '\0';
+    ias_str_append_cut(buf, sizeof(buf), &used, "abc");
+    ias_str_append_cut(buf, sizeof(buf), &used, "");
+    ias_str_append_cut(buf, sizeof(buf), &used, "defgh");
+    assert_string_equal(buf, want);
+    assert_int_equal(used, sizeof(buf) - 1);
+    ias_str_append_cut(buf, sizeof(buf), &used, "x"); /* full: nothing changes */
+    assert_string_equal(buf, want);
+    assert_int_equal(used, sizeof(buf) - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +126,7 @@ int main(void)
         cmocka_unit_test(test_u64_max),
         cmocka_unit_test(test_powers_and_neighbours),
         cmocka_unit_test(test_json_escape_and_hex),
+        cmocka_unit_test(test_str_append_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,6 +41,9 @@ IAS_NORETURN void ias_die(const char *fmt, ...) IAS_PRINTF(1, 2);
 
 /* Bounded copy that always terminates; returns IAS_ERR when truncated. */
 int ias_strlcpy(char *dst, const char *src, size_t dstlen);
+/* Appends s to dst[0..cap) at *used, cutting it as snprintf would (dst stays
+ * NUL-terminated, *used stops at cap - 1); no format machinery, for hot paths. */
+void ias_str_append_cut(char *dst, size_t cap, size_t *used, const char *s);
 
 /* Value of a hex digit (either case), or -1. */
 int ias_hex_digit(unsigned char c);
