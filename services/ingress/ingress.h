@@ -164,6 +164,7 @@ int ingress_models_ensure(ingress_worker *w, ingress_models_cb cb, void *arg) IA
 const ingress_model *ingress_models_find(const ingress_worker *w, const char *name);
 void ingress_models_free(ingress_worker *w);
 void ingress_handle_models(ias_req *req, void *ctx);
+void ingress_handle_model(ias_req *req, void *ctx);
 
 /* ---- policy.c ---- */
 

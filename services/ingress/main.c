@@ -53,6 +53,7 @@ static const ias_route routes[] = {
     {"POST", "/v1/chat/completions", ingress_handle_chat},
     {"POST", "/v1/completions", ingress_handle_completions},
     {"GET", "/v1/models", ingress_handle_models},
+    {"GET", "/v1/models/{*model}", ingress_handle_model},
     {"GET", "/api/v1/{*rest}", ingress_handle_mgmt},
     {"POST", "/api/v1/{*rest}", ingress_handle_mgmt},
     {"PUT", "/api/v1/{*rest}", ingress_handle_mgmt},

@@ -160,12 +160,14 @@ const ingress_model *ingress_models_find(const ingress_worker *w, const char *na
     return NULL;
 }
 
-/* ---- GET /v1/models ---- */
+/* ---- GET /v1/models and GET /v1/models/{model} ---- */
 
+/* One call of either route: want is the model asked for ("" = the list). */
 typedef struct list_call {
     ias_req *req;
     ingress_key key;
-    bool closed;
+    char want[IAS_OPENAI_MAX_MODEL_LEN + 1];
+    bool one;
 } list_call;
 
 static void list_free(list_call *c)
@@ -175,24 +177,55 @@ static void list_free(list_call *c)
     free(c);
 }
 
+static cJSON *model_object(const ingress_model *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", m->name);
+    cJSON_AddStringToObject(o, "object", "model");
+    cJSON_AddNumberToObject(o, "created", 0);
+    cJSON_AddStringToObject(o, "owned_by", "ias");
+    if (m->context_length > 0)
+        cJSON_AddNumberToObject(o, "context_length", (double)m->context_length);
+    return o;
+}
+
+/* A model the key's org may not use answers exactly as one that does not exist,
+ * so the registry of other orgs cannot be probed. */
+static void one_reply(list_call *c)
+{
+    ingress_worker *w = ingress_worker_of(c->req);
+    const ingress_model *m = c->want[0] ? ingress_models_find(w, c->want) : NULL;
+    cJSON *o;
+
+    if (m == NULL || !ingress_key_allows(&c->key, m->name)) {
+        (void)ias_reply_openai_error(c->req, 404, "invalid_request_error", "model_not_found",
+                                     "model",
+                                     "The model `%s` does not exist or you do not have "
+                                     "access to it.",
+                                     c->want);
+        return;
+    }
+    o = model_object(m);
+    (void)ias_reply_json(c->req, 200, o);
+    cJSON_Delete(o);
+}
+
 static void list_reply(list_call *c)
 {
     ingress_worker *w = ingress_worker_of(c->req);
-    cJSON *o = cJSON_CreateObject(), *data = cJSON_CreateArray();
+    cJSON *o, *data;
+
+    if (c->one) {
+        one_reply(c);
+        return;
+    }
+    o = cJSON_CreateObject();
+    data = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "object", "list");
     cJSON_AddItemToObject(o, "data", data);
     for (size_t i = 0; i < w->nmodels; i++) {
-        cJSON *m;
-        if (!ingress_key_allows(&c->key, w->models[i].name))
-            continue;
-        m = cJSON_CreateObject();
-        cJSON_AddStringToObject(m, "id", w->models[i].name);
-        cJSON_AddStringToObject(m, "object", "model");
-        cJSON_AddNumberToObject(m, "created", 0);
-        cJSON_AddStringToObject(m, "owned_by", "ias");
-        if (w->models[i].context_length > 0)
-            cJSON_AddNumberToObject(m, "context_length", (double)w->models[i].context_length);
-        cJSON_AddItemToArray(data, m);
+        if (ingress_key_allows(&c->key, w->models[i].name))
+            cJSON_AddItemToArray(data, model_object(&w->models[i]));
     }
     (void)ias_reply_json(c->req, 200, o);
     cJSON_Delete(o);
@@ -251,15 +284,34 @@ static void on_list_key(int status, const ingress_key *k, void *arg)
     list_with_key(c);
 }
 
-void ingress_handle_models(ias_req *req, void *ctxp)
+static void models_start(ias_req *req, const char *want)
 {
     ingress_worker *w = ingress_worker_of(req);
     list_call *c = ias_xcalloc(1, sizeof(*c));
-    (void)ctxp;
+
     ingress_inval_drain(w);
     c->req = req;
+    c->one = want != NULL;
+    if (want != NULL)
+        snprintf(c->want, sizeof(c->want), "%s", want); /* longer names exist nowhere */
     ias_req_retain(req);
     if (ingress_key_lookup(w, ias_req_header(req, "Authorization"), &c->key, on_list_key, c) ==
         IAS_OK)
         list_with_key(c);
+}
+
+void ingress_handle_models(ias_req *req, void *ctxp)
+{
+    (void)ctxp;
+    models_start(req, NULL);
+}
+
+/* {*model}: model names may hold '/' (vLLM serves "org/name"); the SDKs send it
+ * percent-encoded as one segment, curl users often raw. */
+void ingress_handle_model(ias_req *req, void *ctxp)
+{
+    const char *want = ias_req_param(req, "model");
+
+    (void)ctxp;
+    models_start(req, want != NULL ? want : "");
 }

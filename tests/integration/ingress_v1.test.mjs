@@ -90,7 +90,7 @@ before(async () => {
   db = createDb('ingress');
   mock = await startService('mockllm', { IAS_MOCK_CONTEXT: String(CONTEXT), IAS_MOCK_MAX_TOKENS_DEFAULT: '8' });
   procs.push(mock);
-  sql(db.dsn, `INSERT INTO models (name, context_length) VALUES ('${MODEL}', ${CONTEXT}), ('other-model', 4096)`);
+  sql(db.dsn, `INSERT INTO models (name, context_length) VALUES ('${MODEL}', ${CONTEXT}), ('other-model', 4096), ('acme/slash-model', 2048)`);
   sql(db.dsn, `INSERT INTO model_backends (model_id, url) SELECT id, '${mock.url}' FROM models`);
   jwtSecret = randomBytes(32).toString('hex');
   users = await startService('users', {
@@ -251,6 +251,33 @@ test('GET /v1/models lists only the models the org may use', { skip }, async () 
   assert.deepEqual(list.data.map((m) => m.id), [MODEL]);
   assert.equal(list.data[0].object, 'model');
   await assert.rejects(sdk(newKey().key).models.list(), OpenAI.AuthenticationError);
+});
+
+test('GET /v1/models/{model} answers the models the org may use, 404 for the others', { skip }, async () => {
+  const t = seedTenant({ models: [MODEL, 'acme/slash-model'] });
+  const c = sdk(t.key);
+  const m = await c.models.retrieve(MODEL);
+  assert.deepEqual({ id: m.id, object: m.object, owned_by: m.owned_by, context_length: m.context_length },
+    { id: MODEL, object: 'model', owned_by: 'ias', context_length: CONTEXT });
+  // The SDK sends the '/' percent-encoded; curl users send it raw.
+  assert.equal((await c.models.retrieve('acme/slash-model')).id, 'acme/slash-model');
+  const raw = await fetch(`${ingress.url}/v1/models/acme/slash-model`, { headers: { authorization: `Bearer ${t.key}` } });
+  assert.equal(raw.status, 200);
+  assert.equal((await raw.json()).context_length, 2048);
+  // Another org's model and an unknown one look the same: no registry probing.
+  for (const name of ['other-model', 'no-such-model']) {
+    await assert.rejects(c.models.retrieve(name), (e) => {
+      assert.ok(e instanceof OpenAI.NotFoundError, e.constructor.name);
+      assert.equal(e.code, 'model_not_found');
+      assert.equal(e.param, 'model');
+      assert.match(e.message, new RegExp(name));
+      return true;
+    });
+  }
+  const empty = await fetch(`${ingress.url}/v1/models/`, { headers: { authorization: `Bearer ${t.key}` } });
+  assert.equal(empty.status, 404);
+  assert.equal((await empty.json()).error.code, 'model_not_found');
+  await assert.rejects(sdk(newKey().key).models.retrieve(MODEL), OpenAI.AuthenticationError);
 });
 
 test('errors in OpenAI shape raise the SDK classes', { skip }, async () => {
