@@ -65,6 +65,11 @@ int main(int argc, char **argv)
         o.pack_max = (size_t)atol(pack);
         o.pack_wait_ms = wait ? atoi(wait) : 10; /* the router's IAS_EVENTS_PACK_WAIT */
     }
+    /* Event ids as their producers make them: time-ordered UUIDv7 (the router,
+     * audit_event.c), so the consumers' unique indexes are appended to at their
+     * right edge. BENCH_UUID_V4=1 makes random ids, as this tool did before. */
+    const char *v4 = getenv("BENCH_UUID_V4");
+    void (*make_id)(char *) = v4 != NULL && strcmp(v4, "1") == 0 ? ias_uuid_v4 : ias_uuid_v7;
     ias_publisher *p = ias_publisher_new(&o);
     if (p == NULL)
         return 1;
@@ -93,7 +98,7 @@ int main(int argc, char **argv)
         seed ^= seed << 17;
         long org = (long)(seed % (unsigned long long)orgs);
         long user = (long)((seed >> 20) % (unsigned long long)users);
-        ias_uuid_v4(id);
+        make_id(id);
         iso_now(ts, sizeof(ts));
         int n;
         if (audit)
