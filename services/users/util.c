@@ -392,9 +392,8 @@ int users_page_parse(ias_req *r, users_page *pg)
 {
     const char *q = ias_req_query(r);
     long long limit = USERS_PAGE_DEFAULT;
-    char cur[128], raw[96];
-    ssize_t n;
-    char *bar;
+    char cur[IAS_CURSOR_MAX];
+    ias_cursor c;
 
     memset(pg, 0, sizeof(*pg));
     /* Without a cursor: before everything, so one query shape serves both. */
@@ -415,18 +414,12 @@ int users_page_parse(ias_req *r, users_page *pg)
     default:
         goto bad;
     }
-    n = ias_b64url_decode(cur, strlen(cur), raw, sizeof(raw) - 1);
-    if (n <= 0)
+    if (ias_cursor_decode(cur, &c) != IAS_OK)
         goto bad;
-    raw[n] = '\0';
-    bar = strchr(raw, '|');
-    if (bar == NULL || (size_t)(bar - raw) >= sizeof(pg->cursor_ts) || !users_valid_uuid(bar + 1))
-        goto bad;
-    *bar = '\0';
-    if (!time_ok(raw))
-        goto bad;
-    memcpy(pg->cursor_ts, raw, strlen(raw) + 1);
-    memcpy(pg->cursor_id, bar + 1, IAS_UUID_STR_LEN + 1);
+    _Static_assert(sizeof(pg->cursor_ts) >= sizeof(c.ts) && sizeof(pg->cursor_id) >= sizeof(c.id),
+                   "users_page holds an ias_cursor");
+    memcpy(pg->cursor_ts, c.ts, sizeof(c.ts));
+    memcpy(pg->cursor_id, c.id, sizeof(c.id));
     return IAS_OK;
 bad:
     users_problem(r, 400, "validation", "query 'cursor' is not a cursor from this API");
@@ -448,11 +441,9 @@ int users_reply_page(ias_req *r, const users_page *pg, PGresult *res)
         len +=
             (size_t)snprintf(out + len, cap - len, "%s%s", i ? "," : "", ias_pg_value(res, i, 0));
     if (rows > pg->limit) {
-        char raw[96], enc[160];
-        int k = snprintf(raw, sizeof(raw), "%s|%s", ias_pg_value(res, shown - 1, 1),
-                         ias_pg_value(res, shown - 1, 2));
-        if (k < 0 || (size_t)k >= sizeof(raw) ||
-            ias_b64url_encode(raw, (size_t)k, enc, sizeof(enc)) < 0) {
+        char enc[IAS_CURSOR_MAX];
+        if (ias_cursor_encode(ias_pg_value(res, shown - 1, 1), ias_pg_value(res, shown - 1, 2), enc,
+                              sizeof(enc)) != IAS_OK) {
             free(out);
             return users_problem(r, 500, "internal", "internal error");
         }

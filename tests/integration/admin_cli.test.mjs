@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync, statSync, rmSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { binDir, stackEnv, createDb, startService } from '../lib/harness.mjs';
+import { binDir, stackEnv, createDb, startService, sql } from '../lib/harness.mjs';
 
 const env = stackEnv();
 const cliBin = join(binDir, 'ias-admin');
@@ -375,6 +375,12 @@ test('policies, usage and audit against pdp, accounting and audit', { skip: skip
       const listed = json(['policies', 'list'], o).data;
       assert.ok(listed.some((p) => p.id === applied.id), JSON.stringify(listed));
       assert.match(ok(['policies', 'list'], o).out, /^ID\s+SCOPE\s+ORG\s+VERSION\s+ACTIVE/);
+      // More versions than one page (the CLI asks for 200): it follows next_cursor.
+      sql(db.dsn, `INSERT INTO policies (scope, org_id, version, document)
+        SELECT 'org', '${orgId}', 1000 + g, '{"rules":[]}' FROM generate_series(1, 250) g`);
+      const many = json(['policies', 'list', '--org', orgId], o).data;
+      assert.equal(many.length, 250);
+      assert.equal(new Set(many.map((p) => p.id)).size, 250);
       writeFileSync(join(dir, 'bad.json'), JSON.stringify({ rules: 'x' }));
       const bad = cli(['policies', 'apply', '-f', join(dir, 'bad.json')], o);
       assert.equal(bad.code, 1);

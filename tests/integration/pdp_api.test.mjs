@@ -360,3 +360,179 @@ test('every change is audited and published, events match the schemas', { skip: 
   assert.ok(msgs.some((m) => m.key === 'config.policies.changed' && m.body.org_id === orgB && m.body.ids[0] === idB));
   assert.ok(msgs.some((m) => m.key === 'config.guardrails.changed'));
 });
+
+// ---- cursor pagination of the lists (after the events test: it reads the
+// whole event queue, and these tests add many versions) ----
+
+/** Every page of a list, following next_cursor; checks each page's shape. */
+async function pageAll(path, token, limit) {
+  const items = [];
+  let cursor = null, pages = 0;
+  for (;;) {
+    const sep = path.includes('?') ? '&' : '?';
+    const r = await api(a.url, 'GET', `${path}${sep}limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { token });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.ok(Array.isArray(r.body.data));
+    assert.ok('next_cursor' in r.body);
+    assert.ok(r.body.data.length <= limit);
+    items.push(...r.body.data);
+    pages++;
+    assert.ok(pages < 100, 'the cursor does not advance');
+    if (r.body.next_cursor === null) return { items, pages };
+    assert.equal(r.body.data.length, limit, 'a page before the last one is full');
+    assert.equal(typeof r.body.next_cursor, 'string');
+    cursor = r.body.next_cursor;
+  }
+}
+
+/** Newest first, ties broken by id (both descending): the keyset order. */
+function assertNewestFirst(items) {
+  for (let i = 1; i < items.length; i++) {
+    const p = items[i - 1], c = items[i];
+    assert.ok(p.created_at > c.created_at || (p.created_at === c.created_at && p.id > c.id),
+      `rows ${i - 1} and ${i} out of order: ${p.created_at}/${p.id} then ${c.created_at}/${c.id}`);
+  }
+}
+
+const forged = (raw) => Buffer.from(raw).toString('base64url');
+
+let orgC, orgD, adminC, adminD;
+const denyDoc = { rules: [{ id: 'no-llama', effect: 'deny', match: { resource: { model: ['llama-3'] } } }] };
+
+async function staged(token, n, extra = {}) {
+  for (let i = 0; i < n; i++) {
+    const r = await api(a.url, 'POST', '/api/v1/policies', {
+      token, body: { scope: 'org', document: denyDoc, comment: `page ${i}`, activate: false, ...extra },
+    });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  }
+}
+
+test('policies list: pages through every row exactly once, newest first', { skip: !env }, async () => {
+  orgC = sql(db.dsn, "SET ias.org_id = '*'; INSERT INTO orgs (name) VALUES ('org-c') RETURNING id")[0][0];
+  orgD = sql(db.dsn, "SET ias.org_id = '*'; INSERT INTO orgs (name) VALUES ('org-d') RETURNING id")[0][0];
+  adminC = jwt({ sub: randomUUID(), org: orgC, role: 'org_admin' });
+  adminD = jwt({ sub: randomUUID(), org: orgD, role: 'org_admin' });
+  await staged(adminC, 6);
+  await staged(adminD, 4);
+  // Four versions sharing one created_at: only the id orders them, and a page
+  // of 3 must cut through them.
+  sql(db.dsn, `INSERT INTO policies (scope, org_id, version, document, created_at)
+    SELECT 'org', '${orgC}', 100 + g, '{"rules":[]}', '2020-01-01T00:00:00.5Z' FROM generate_series(1, 4) g`);
+
+  const full = await api(a.url, 'GET', '/api/v1/policies?limit=500', { token: adminC });
+  assert.equal(full.status, 200);
+  assert.equal(full.body.next_cursor, null);
+  // the global versions and org C's, never org D's
+  assert.ok(full.body.data.every((p) => p.org_id === null || p.org_id === orgC));
+  assert.ok(full.body.data.some((p) => p.org_id === null));
+  assert.equal(full.body.data.filter((p) => p.org_id === orgC).length, 10);
+  assertNewestFirst(full.body.data);
+
+  for (const limit of [1, 3, 4]) {
+    const { items, pages } = await pageAll('/api/v1/policies', adminC, limit);
+    assert.deepEqual(items.map((p) => p.id), full.body.data.map((p) => p.id), `limit=${limit}`);
+    assert.equal(pages, Math.max(1, Math.ceil(full.body.data.length / limit)));
+  }
+  // the default page holds all of these
+  const r = await api(a.url, 'GET', '/api/v1/policies', { token: adminC });
+  assert.equal(r.body.next_cursor, null);
+  assert.equal(r.body.data.length, full.body.data.length);
+
+  // a system admin pages through every org
+  const all = await pageAll('/api/v1/policies', sysAdmin, 5);
+  const count = Number(sql(db.dsn, 'SELECT count(*) FROM policies')[0][0]);
+  assert.equal(all.items.length, count);
+  assert.equal(new Set(all.items.map((p) => p.id)).size, count);
+  assertNewestFirst(all.items);
+});
+
+test('policies list: filters hold on every page; inserts while paging', { skip: !env }, async () => {
+  // org C's staged versions only, as a system admin would ask
+  const want = sql(db.dsn, `SELECT id FROM policies WHERE org_id = '${orgC}' AND NOT active
+    ORDER BY created_at DESC, id DESC`).map((x) => x[0]);
+  assert.equal(want.length, 10);
+  const got = await pageAll(`/api/v1/policies?scope=org&org_id=${orgC}&active=false`, sysAdmin, 3);
+  assert.deepEqual(got.items.map((p) => p.id), want);
+  assert.ok(got.items.every((p) => p.scope === 'org' && p.org_id === orgC && p.active === false));
+  // global only, through an org admin
+  const glob = await pageAll('/api/v1/policies?scope=global', adminC, 1);
+  assert.ok(glob.items.length >= 2);
+  assert.ok(glob.items.every((p) => p.scope === 'global' && p.org_id === null));
+
+  // A version created between two pages is newer than the position: the rest
+  // of the walk neither repeats a row nor skips one.
+  const before = (await api(a.url, 'GET', '/api/v1/policies?limit=500', { token: adminC })).body.data.map((p) => p.id);
+  let r = await api(a.url, 'GET', '/api/v1/policies?limit=4', { token: adminC });
+  const seen = r.body.data.map((p) => p.id);
+  await staged(adminC, 2);
+  let cursor = r.body.next_cursor;
+  while (cursor) {
+    r = await api(a.url, 'GET', `/api/v1/policies?limit=4&cursor=${cursor}`, { token: adminC });
+    assert.equal(r.status, 200);
+    seen.push(...r.body.data.map((p) => p.id));
+    cursor = r.body.next_cursor;
+  }
+  assert.deepEqual(seen, before);
+});
+
+test('lists: a bad cursor is a 400 problem; a cursor never widens the scope', { skip: !env }, async () => {
+  const uuid = randomUUID();
+  const bad = ['zzz', 'a+b', forged('no bar'), forged(`2026-13-01T00:00:00Z|${uuid}`),
+    forged('2026-01-01T00:00:00Z|not-a-uuid'), forged(`-infinity|${uuid}`), 'x'.repeat(300)];
+  for (const path of ['/api/v1/policies', '/api/v1/guardrails']) {
+    for (const c of bad) {
+      const r = await api(a.url, 'GET', `${path}?cursor=${encodeURIComponent(c)}`, { token: adminC });
+      assert.equal(r.status, 400, `${path} cursor ${c}`);
+      assert.match(r.headers.get('content-type'), /^application\/problem\+json/);
+      assert.equal(r.body.status, 400);
+      assert.match(r.body.detail, /cursor/);
+    }
+  }
+  // Unauthenticated and org users are refused before the cursor is looked at.
+  assert.equal((await api(a.url, 'GET', '/api/v1/policies?cursor=zzz')).status, 401);
+  assert.equal((await api(a.url, 'GET', '/api/v1/policies?cursor=zzz', { token: userA })).status, 403);
+
+  // Org D's own cursor, or one forged from an org D row, shows org C's admin
+  // only global and org C rows.
+  const dRows = (await pageAll('/api/v1/policies?scope=org', adminD, 1)).items;
+  assert.equal(dRows.length, 4);
+  assert.ok(dRows.every((p) => p.org_id === orgD));
+  const dPage = await api(a.url, 'GET', '/api/v1/policies?limit=1', { token: adminD });
+  const cursors = [dPage.body.next_cursor, forged(`${dRows[0].created_at}|${dRows[0].id}`),
+    forged(`9999-12-31T23:59:59.999999Z|${uuid}`)];
+  for (const c of cursors) {
+    const got = await pageAll(`/api/v1/policies?cursor=${encodeURIComponent(c)}`, adminC, 500);
+    assert.ok(got.items.length > 0);
+    assert.ok(got.items.every((p) => p.org_id === null || p.org_id === orgC), 'another org leaked');
+  }
+  // asking for org D by id stays a 404, cursor or not
+  const r = await api(a.url, 'GET', `/api/v1/policies?org_id=${orgD}&cursor=${encodeURIComponent(dPage.body.next_cursor)}`, { token: adminC });
+  assert.equal(r.status, 404);
+});
+
+test('guardrails list: cursor pagination with filters', { skip: !env }, async () => {
+  const document = { prompt: { redact: ['email'] } };
+  for (const name of ['pg-a', 'pg-b', 'pg-b', 'pg-c']) {
+    const r = await api(a.url, 'POST', '/api/v1/guardrails', {
+      token: adminC, body: { scope: 'org', name, document, activate: name !== 'pg-c' },
+    });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  }
+  const r = await api(a.url, 'POST', '/api/v1/guardrails', { token: adminD, body: { scope: 'org', name: 'pg-a', document } });
+  assert.equal(r.status, 201);
+
+  const full = await api(a.url, 'GET', '/api/v1/guardrails?limit=500', { token: adminC });
+  assert.equal(full.body.next_cursor, null);
+  assert.ok(full.body.data.every((g) => g.org_id === null || g.org_id === orgC));
+  assertNewestFirst(full.body.data);
+  const paged = await pageAll('/api/v1/guardrails', adminC, 1);
+  assert.deepEqual(paged.items.map((g) => g.id), full.body.data.map((g) => g.id));
+
+  const want = sql(db.dsn, `SELECT id FROM guardrail_profiles WHERE org_id = '${orgC}' AND active
+    ORDER BY created_at DESC, id DESC`).map((x) => x[0]);
+  assert.equal(want.length, 2); // pg-a v1 and pg-b v2
+  const act = await pageAll(`/api/v1/guardrails?scope=org&active=true`, adminC, 1);
+  assert.deepEqual(act.items.map((g) => g.id), want);
+  assert.deepEqual(act.items.map((g) => [g.name, g.version]), [['pg-b', 2], ['pg-a', 1]]);
+});

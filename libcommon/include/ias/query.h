@@ -7,6 +7,7 @@
 #define IAS_QUERY_H
 
 #include "ias/common.h"
+#include "ias/crypto.h"
 
 typedef enum {
     IAS_QUERY_MISSING = 0,    /* no such key */
@@ -35,5 +36,29 @@ ias_query_rc ias_query_get(const char *query, const char *name, char *buf, size_
  * range is MALFORMED. */
 ias_query_rc ias_query_get_ll(const char *query, const char *name, long long min, long long max,
                               long long *out);
+
+/* Keyset-pagination cursors of the management APIs (users, pdp): the opaque
+ * next_cursor is base64url("<timestamp>|<uuid>"), the sort key of the last row
+ * of a page. The timestamp is the row's ISO 8601 UTC time as SQL's
+ * to_char(... 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') prints it (microseconds, so the
+ * round trip through PostgreSQL is exact). A cursor carries no authority: the
+ * list's own WHERE clause still scopes the rows, so a forged one can only move
+ * the position. */
+#define IAS_CURSOR_TS_LEN 40 /* timestamp buffer, NUL included */
+#define IAS_CURSOR_MAX 128   /* encoded cursor buffer, NUL included */
+
+typedef struct ias_cursor {
+    char ts[IAS_CURSOR_TS_LEN];    /* "2026-11-22T05:40:00.123456Z" */
+    char id[IAS_UUID_STR_LEN + 1]; /* the row's id (the tie-breaker) */
+} ias_cursor;
+
+/* Writes the cursor of (ts, id) into out; IAS_ERR when ts is not a timestamp
+ * ias_cursor_decode would accept, id is not a UUID or out is too small. */
+int ias_cursor_encode(const char *ts, const char *id, char *out, size_t outlen) IAS_MUSTCHECK;
+/* Decodes a cursor from ias_cursor_encode. IAS_ERR (and *out zeroed) for
+ * anything else: bad base64url, no '|', a timestamp that is not
+ * YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z with fields in range (so PostgreSQL never
+ * refuses it), or an id that is not a UUID. */
+int ias_cursor_decode(const char *cursor, ias_cursor *out) IAS_MUSTCHECK;
 
 #endif
