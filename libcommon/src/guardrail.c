@@ -69,6 +69,11 @@ size_t ias_guardrail_output_rules(const ias_guardrail *g)
     return g->noutput;
 }
 
+size_t ias_guardrail_prompt_rules(const ias_guardrail *g)
+{
+    return g->nprompt_deny + (g->redact_mask != 0 ? 1 : 0);
+}
+
 static size_t utf8_chars(const char *s)
 {
     size_t n = 0;

@@ -215,9 +215,17 @@ static int parse_n(const cJSON *body, ias_openai_request *out, ias_openai_error 
         return IAS_OK;
     if (!is_integral(v))
         return type_error(err, "n", "an integer", v);
-    if (v->valuedouble != 1)
-        return fail(err, "n", "Invalid value for 'n': only n=1 is supported, got %.17g.",
+    if (v->valuedouble < 1)
+        return fail(err, "n",
+                    "Invalid 'n': integer below minimum value. Expected a value >= 1, but got "
+                    "%.17g instead.",
                     v->valuedouble);
+    if (v->valuedouble > IAS_OPENAI_MAX_N)
+        return fail(err, "n",
+                    "Invalid 'n': integer above maximum value. Expected a value <= %d, but got "
+                    "%.17g instead.",
+                    IAS_OPENAI_MAX_N, v->valuedouble);
+    out->n = (int)v->valuedouble;
     return IAS_OK;
 }
 
@@ -438,46 +446,143 @@ static int parse_messages(const cJSON *body, ias_openai_request *out, ias_openai
     return IAS_OK;
 }
 
+static int empty_array(ias_openai_error *err, const char *param)
+{
+    return fail(err, param,
+                "Invalid '%s': empty array. Expected an array with minimum length 1, but got an "
+                "empty array instead.",
+                param);
+}
+
+static int too_many_prompts(ias_openai_error *err, size_t count)
+{
+    return fail(err, "prompt",
+                "Invalid 'prompt': array too long. Expected an array with maximum length %d, but "
+                "got an array with length %zu instead.",
+                IAS_OPENAI_MAX_PROMPTS, count);
+}
+
+static int too_many_token_ids(ias_openai_error *err)
+{
+    return fail(err, "prompt",
+                "Invalid 'prompt': too many token ids. Expected at most %d token ids over all "
+                "prompts.",
+                IAS_OPENAI_MAX_TOKEN_IDS);
+}
+
+/* One token id: an integer in [0, 2^31 - 1], as vLLM and OpenAI take them. */
+static int check_token_id(const cJSON *v, const char *param, ias_openai_error *err)
+{
+    if (!is_integral(v))
+        return type_error(err, param, "an integer", v);
+    if (v->valuedouble < 0)
+        return fail(err, param,
+                    "Invalid '%s': integer below minimum value. Expected a value >= 0, but got "
+                    "%.17g instead.",
+                    param, v->valuedouble);
+    if (v->valuedouble > 2147483647.0)
+        return fail(err, param,
+                    "Invalid '%s': integer above maximum value. Expected a value <= 2147483647, "
+                    "but got %.17g instead.",
+                    param, v->valuedouble);
+    return IAS_OK;
+}
+
+/* prompt[i] of an array of token-id arrays: a non-empty array of token ids. */
+static int parse_token_prompt(const cJSON *v, size_t i, ias_openai_request *out,
+                              ias_openai_error *err)
+{
+    const cJSON *it;
+    size_t count, j = 0;
+    char param[48];
+
+    snprintf(param, sizeof(param), "prompt[%zu]", i);
+    if (!cJSON_IsArray(v))
+        return type_error(err, param, "an array", v);
+    count = (size_t)cJSON_GetArraySize(v);
+    if (count == 0)
+        return empty_array(err, param);
+    if (count > IAS_OPENAI_MAX_TOKEN_IDS - out->ntoken_ids)
+        return too_many_token_ids(err);
+    cJSON_ArrayForEach(it, v)
+    {
+        snprintf(param, sizeof(param), "prompt[%zu][%zu]", i, j++);
+        if (check_token_id(it, param, err) != IAS_OK)
+            return IAS_ERR;
+    }
+    out->ntoken_ids += count;
+    return IAS_OK;
+}
+
+/* "prompt", as OpenAI and vLLM take it: a string, an array of strings, an array
+ * of token ids (one prompt), or an array of arrays of token ids (one prompt
+ * each). The first element of an array decides which; an element of another
+ * kind is an error naming it, so a prompt is never half text, half ids. */
 static int parse_prompt(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
 {
-    const cJSON *v, *it;
+    const cJSON *v, *first, *it;
     size_t count, i = 0;
-    char param[32];
+    char param[48];
 
     if (get_unique(body, "prompt", "", &v, err) != IAS_OK)
         return IAS_ERR;
     if (!given(v))
         return fail(err, "prompt", "'prompt' is a required property");
+    out->prompt = v;
     if (cJSON_IsString(v)) {
-        out->prompt = v;
-        out->nmessages = 1;
+        out->nmessages = out->nprompts = 1;
         out->text_bytes = strlen(v->valuestring);
         return IAS_OK;
     }
     if (!cJSON_IsArray(v))
-        return type_error(err, "prompt", "a string or an array of strings", v);
+        return type_error(err, "prompt", "a string or an array", v);
     count = (size_t)cJSON_GetArraySize(v);
     if (count == 0)
-        return fail(err, "prompt",
-                    "Invalid 'prompt': empty array. Expected an array with minimum length 1, "
-                    "but got an empty array instead.");
-    if (count > IAS_OPENAI_MAX_PROMPTS)
-        return fail(err, "prompt",
-                    "Invalid 'prompt': array too long. Expected an array with maximum length "
-                    "%d, but got an array with length %zu instead.",
-                    IAS_OPENAI_MAX_PROMPTS, count);
-    cJSON_ArrayForEach(it, v)
-    {
-        if (!cJSON_IsString(it)) {
-            snprintf(param, sizeof(param), "prompt[%zu]", i);
-            return type_error(err, param, "a string", it);
+        return empty_array(err, "prompt");
+    first = v->child;
+    if (cJSON_IsString(first)) {
+        if (count > IAS_OPENAI_MAX_PROMPTS)
+            return too_many_prompts(err, count);
+        cJSON_ArrayForEach(it, v)
+        {
+            if (!cJSON_IsString(it)) {
+                snprintf(param, sizeof(param), "prompt[%zu]", i);
+                return type_error(err, param, "a string", it);
+            }
+            out->text_bytes += strlen(it->valuestring);
+            i++;
         }
-        out->text_bytes += strlen(it->valuestring);
-        i++;
+        out->nmessages = out->nprompts = count;
+        return IAS_OK;
     }
-    out->prompt = v;
-    out->nmessages = count;
-    return IAS_OK;
+    if (cJSON_IsNumber(first)) {
+        /* One prompt of token ids. */
+        if (count > IAS_OPENAI_MAX_TOKEN_IDS)
+            return too_many_token_ids(err);
+        cJSON_ArrayForEach(it, v)
+        {
+            snprintf(param, sizeof(param), "prompt[%zu]", i++);
+            if (check_token_id(it, param, err) != IAS_OK)
+                return IAS_ERR;
+        }
+        out->prompt_token_ids = true;
+        out->ntoken_ids = count;
+        out->nmessages = out->nprompts = 1;
+        return IAS_OK;
+    }
+    if (cJSON_IsArray(first)) {
+        if (count > IAS_OPENAI_MAX_PROMPTS)
+            return too_many_prompts(err, count);
+        cJSON_ArrayForEach(it, v)
+        {
+            if (parse_token_prompt(it, i++, out, err) != IAS_OK)
+                return IAS_ERR;
+        }
+        out->prompt_token_ids = true;
+        out->nmessages = out->nprompts = count;
+        return IAS_OK;
+    }
+    return type_error(err, "prompt[0]", "a string, an integer or an array", first);
 }
 
 static int begin(const cJSON *body, ias_openai_kind kind, ias_openai_request *out,
@@ -508,6 +613,8 @@ int ias_openai_parse_chat(const cJSON *body, ias_openai_request *out, ias_openai
         return IAS_ERR;
     if (parse_max_tokens(body, "max_completion_tokens", &max_completion_tokens, err) != IAS_OK)
         return IAS_ERR;
+    out->nprompts = 1;
+    out->nchoices = (size_t)out->n;
     /* As vLLM and OpenAI: max_completion_tokens supersedes the deprecated max_tokens. */
     if (max_completion_tokens > 0)
         out->max_tokens = max_completion_tokens;
@@ -520,12 +627,29 @@ int ias_openai_parse_completion(const cJSON *body, ias_openai_request *out, ias_
         return IAS_ERR;
     if (parse_prompt(body, out, err) != IAS_OK)
         return IAS_ERR;
-    return parse_common(body, out, err);
+    if (parse_common(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    /* As OpenAI: n completions for every prompt. */
+    out->nchoices = (size_t)out->n * out->nprompts;
+    return IAS_OK;
 }
 
 uint64_t ias_openai_estimate_prompt_tokens(const ias_openai_request *req)
 {
+    if (req->prompt_token_ids)
+        return (uint64_t)req->ntoken_ids;
     return ((uint64_t)req->text_bytes + 3) / 4 + 4 * (uint64_t)req->nmessages;
+}
+
+const cJSON *ias_openai_prompt_at(const ias_openai_request *req, size_t i)
+{
+    if (req->prompt == NULL || i >= req->nprompts)
+        return NULL;
+    /* a string, or one prompt of token ids: the value itself */
+    if (cJSON_IsString(req->prompt) ||
+        (req->prompt_token_ids && req->nprompts == 1 && cJSON_IsNumber(req->prompt->child)))
+        return req->prompt;
+    return cJSON_GetArrayItem(req->prompt, (int)i);
 }
 
 void ias_openai_content_foreach_text(const cJSON *content, ias_openai_text_fn fn, void *arg)

@@ -206,6 +206,24 @@ static void forward(v1_call *c)
 
 /* ---- budget ---- */
 
+/* a * b, or INT64_MAX when that overflows (operands are >= 0). */
+static int64_t mul_sat(int64_t a, int64_t b)
+{
+    return a != 0 && b > INT64_MAX / a ? INT64_MAX : a * b;
+}
+
+static int64_t add_sat(int64_t a, int64_t b)
+{
+    return b > INT64_MAX - a ? INT64_MAX : a + b;
+}
+
+/* The completions the request asks for: n for every prompt (completions) or n
+ * (chat). The backend generates each one up to max_tokens, so each is reserved. */
+static int64_t completions(const v1_call *c)
+{
+    return c->oreq.nchoices > 0 ? (int64_t)c->oreq.nchoices : 1;
+}
+
 static void on_reserved(const ias_budget_result *res, void *arg)
 {
     v1_call *c = arg;
@@ -236,8 +254,11 @@ static void on_reserved(const ias_budget_result *res, void *arg)
         return;
     }
     if (c->oreq.max_tokens == 0) {
-        /* Clamp the completion to what the reservation covers. */
-        int64_t mt = res->granted - c->prompt_est;
+        /* Clamp every completion to an equal share of what the reservation
+         * covers beyond the prompt: k x max_tokens + prompt <= granted. min
+         * was prompt_est + k, so the share is at least 1. */
+        int64_t k = completions(c);
+        int64_t mt = (res->granted - c->prompt_est) / k;
         cJSON_DeleteItemFromObjectCaseSensitive(c->body, "max_tokens");
         cJSON_AddNumberToObject(c->body, "max_tokens", (double)(mt > 0 ? mt : 1));
         c->rewrite = true;
@@ -245,9 +266,17 @@ static void on_reserved(const ias_budget_result *res, void *arg)
     forward(c);
 }
 
+/* Reserves the worst case the backend can bill: the prompt once plus k
+ * completions of max_tokens, k = completions asked for. Reserving for one
+ * completion while the backend generates k would let the settle book more than
+ * was reserved, past the budget. The context caps each completion, so k x
+ * context_length bounds the total (prompts included: for chat the prompt is
+ * billed once and each choice is bounded by context - prompt; for m prompts,
+ * sum(p_i) + n x sum(context - p_i) <= n x m x context). */
 static void reserve(v1_call *c)
 {
-    int64_t want, min;
+    int64_t want, min, k = completions(c);
+    int64_t cap = c->context_length > 0 ? mul_sat(k, c->context_length) : INT64_MAX;
     ias_budget_reserve_req q;
 
     if (c->key.org_limit < 0 && c->key.user_limit < 0) {
@@ -256,18 +285,19 @@ static void reserve(v1_call *c)
     }
     c->prompt_est = (int64_t)ias_openai_estimate_prompt_tokens(&c->oreq);
     if (c->oreq.max_tokens > 0) {
-        want = c->prompt_est + c->oreq.max_tokens;
-        if (c->context_length > 0 && want > c->context_length)
-            want = c->context_length; /* the estimate is rough; the context is a hard cap */
+        want = add_sat(c->prompt_est, mul_sat(k, c->oreq.max_tokens));
+        if (want > cap)
+            want = cap; /* the estimate is rough; the context is a hard cap */
         min = want;
     } else {
-        int64_t gen = c->ctx->default_max_tokens;
-        if (c->context_length > 0 && c->prompt_est + gen > c->context_length)
-            gen = c->context_length - c->prompt_est;
-        if (gen < 1)
-            gen = 1;
-        want = c->prompt_est + gen;
-        min = c->prompt_est + 1;
+        /* No max_tokens: ask for the default per completion, accept as little
+         * as one token each; on_reserved clamps max_tokens to the grant. */
+        want = add_sat(c->prompt_est, mul_sat(k, c->ctx->default_max_tokens));
+        min = add_sat(c->prompt_est, k);
+        if (want > cap)
+            want = cap;
+        if (want < min)
+            want = min;
     }
     ias_uuid_v4_fast(c->resv_id); /* internal, guards nothing: unique is enough */
     q = (ias_budget_reserve_req){.org_id = c->key.org_id,

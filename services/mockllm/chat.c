@@ -5,7 +5,13 @@
  * Token accounting mirrors vLLM: a reply cut by max_tokens ends with its last
  * word, finish_reason "length"; a reply that ends by itself ends with an EOS
  * token that carries no text (an empty delta with finish_reason "stop") and
- * counts as a completion token, as vLLM counts EOS. */
+ * counts as a completion token, as vLLM counts EOS.
+ *
+ * Several choices: n per prompt, and completions take an array of prompts.
+ * Choice i answers prompt i / n (sample i % n), OpenAI's and vLLM's order.
+ * Streams interleave them as vLLM does (every choice's role event first for
+ * chat, then one token of each unfinished choice per round); usage counts
+ * every prompt once and sums the completion tokens of all choices. */
 #include "mockllm.h"
 
 #include "ias/crypto.h"
@@ -24,23 +30,36 @@ enum {
     STREAM_BATCH = 64,             /* tokens per loop pass when unthrottled */
 };
 
+/* One choice of the reply. */
+typedef struct mock_choice {
+    mock_textgen text;
+    bool stop;       /* ends with EOS ("stop") rather than at the limit ("length") */
+    long long words; /* words of text */
+    long long total; /* completion tokens: words, + 1 for EOS when stop */
+    long long sent;  /* tokens streamed so far */
+} mock_choice;
+
 typedef struct mock_gen {
     ias_req *r; /* NULL once the client left */
     mock_ctx *ctx;
     struct event *timer;
     mock_params params;
-    mock_prompt prompt;
-    mock_textgen text;
+    mock_prompt *prompts; /* nprompts (chat: 1) */
+    size_t nprompts;
+    mock_choice *choices; /* n per prompt */
+    size_t nchoices, n;
     bool chat, stream, include_usage;
-    bool stop;       /* ends with EOS ("stop") rather than at the limit ("length") */
-    long long words; /* words of text */
-    long long total; /* completion tokens: words, + 1 for EOS when stop */
-    long long sent;  /* tokens streamed so far */
-    bool role_sent;  /* chat: the first chunk (role) went out */
-    bool counted;    /* included in mockllm_streams_active */
-    bool in_pump;    /* on the stack: on_close must not free */
-    bool closed;     /* the client left */
-    bool done;       /* the reply ended; free when unwinding */
+    long long prompt_tokens; /* every prompt once */
+    long long total;         /* completion tokens of all choices */
+    long long longest;       /* completion tokens of the longest choice */
+    long long sent;          /* tokens streamed so far, all choices */
+    size_t roles_sent;       /* chat: role events sent (every choice's comes first) */
+    size_t cursor;           /* the choice whose token goes next */
+    bool round_done;         /* every unfinished choice had a token since the last wait */
+    bool counted;            /* included in mockllm_streams_active */
+    bool in_pump;            /* on the stack: on_close must not free */
+    bool closed;             /* the client left */
+    bool done;               /* the reply ended; free when unwinding */
     int64_t created;
     char id[48];
     mock_buf prefix; /* "data: {\"id\":...,\"model\":...," */
@@ -115,7 +134,10 @@ static void gen_free(mock_gen *g)
         event_free(g->timer);
     if (g->counted)
         ias_gauge_add(g->ctx->streams_active, -1);
-    mock_prompt_free(&g->prompt);
+    for (size_t i = 0; i < g->nprompts; i++)
+        mock_prompt_free(&g->prompts[i]);
+    free(g->prompts);
+    free(g->choices);
     mock_buf_free(&g->prefix);
     mock_buf_free(&g->chunk);
     mock_buf_free(&g->token);
@@ -195,39 +217,32 @@ static cJSON *usage_json(const mock_gen *g, bool details)
 
     if (u == NULL)
         ias_die("mockllm: out of memory");
-    cJSON_AddNumberToObject(u, "prompt_tokens", (double)g->prompt.prompt_tokens);
-    cJSON_AddNumberToObject(u, "total_tokens", (double)(g->prompt.prompt_tokens + g->total));
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)g->prompt_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(g->prompt_tokens + g->total));
     cJSON_AddNumberToObject(u, "completion_tokens", (double)g->total);
     if (details)
         cJSON_AddNullToObject(u, "prompt_tokens_details");
     return u;
 }
 
-static void reply_full(mock_gen *g)
+static void add_choice(mock_gen *g, cJSON *choices, size_t index)
 {
-    cJSON *root = cJSON_CreateObject(), *choices, *choice, *msg;
+    mock_choice *ch = &g->choices[index];
+    cJSON *choice = cJSON_CreateObject(), *msg;
     mock_buf content = {0};
     const char *word;
     size_t len;
 
-    if (root == NULL)
+    if (choice == NULL)
         ias_die("mockllm: out of memory");
     mock_buf_add(&content, "", 0);
-    for (long long i = 0; i < g->words && mock_textgen_next(&g->text, &word, &len); i++) {
+    for (long long i = 0; i < ch->words && mock_textgen_next(&ch->text, &word, &len); i++) {
         if (i > 0)
             mock_buf_add(&content, " ", 1);
         mock_buf_add(&content, word, len);
     }
-    cJSON_AddStringToObject(root, "id", g->id);
-    cJSON_AddStringToObject(root, "object", g->chat ? "chat.completion" : "text_completion");
-    cJSON_AddNumberToObject(root, "created", (double)g->created);
-    cJSON_AddStringToObject(root, "model", g->ctx->model);
-    choices = cJSON_AddArrayToObject(root, "choices");
-    choice = cJSON_CreateObject();
-    if (choices == NULL || choice == NULL)
-        ias_die("mockllm: out of memory");
     cJSON_AddItemToArray(choices, choice);
-    cJSON_AddNumberToObject(choice, "index", 0);
+    cJSON_AddNumberToObject(choice, "index", (double)index);
     if (g->chat) {
         msg = cJSON_AddObjectToObject(choice, "message");
         if (msg == NULL)
@@ -240,10 +255,28 @@ static void reply_full(mock_gen *g)
         cJSON_AddStringToObject(choice, "text", content.data);
     }
     cJSON_AddNullToObject(choice, "logprobs");
-    cJSON_AddStringToObject(choice, "finish_reason", g->stop ? "stop" : "length");
+    cJSON_AddStringToObject(choice, "finish_reason", ch->stop ? "stop" : "length");
     cJSON_AddNullToObject(choice, "stop_reason");
     if (!g->chat)
         cJSON_AddNullToObject(choice, "prompt_logprobs");
+    mock_buf_free(&content);
+}
+
+static void reply_full(mock_gen *g)
+{
+    cJSON *root = cJSON_CreateObject(), *choices;
+
+    if (root == NULL)
+        ias_die("mockllm: out of memory");
+    cJSON_AddStringToObject(root, "id", g->id);
+    cJSON_AddStringToObject(root, "object", g->chat ? "chat.completion" : "text_completion");
+    cJSON_AddNumberToObject(root, "created", (double)g->created);
+    cJSON_AddStringToObject(root, "model", g->ctx->model);
+    choices = cJSON_AddArrayToObject(root, "choices");
+    if (choices == NULL)
+        ias_die("mockllm: out of memory");
+    for (size_t i = 0; i < g->nchoices; i++)
+        add_choice(g, choices, i);
     cJSON_AddItemToObject(root, "usage", usage_json(g, true));
     if (g->chat)
         cJSON_AddNullToObject(root, "prompt_logprobs");
@@ -252,7 +285,6 @@ static void reply_full(mock_gen *g)
     ias_counter_add(g->ctx->tokens_generated, (uint64_t)g->total);
     (void)ias_reply_json(detach(g), 200, root);
     cJSON_Delete(root);
-    mock_buf_free(&content);
 }
 
 /* ---- streaming ---- */
@@ -269,16 +301,20 @@ static int send_event(mock_gen *g)
     return IAS_OK;
 }
 
-static void begin_choice(mock_gen *g)
+static void begin_choice(mock_gen *g, size_t index)
 {
     g->chunk.len = 0;
     mock_buf_add(&g->chunk, g->prefix.data, g->prefix.len);
-    mock_buf_adds(&g->chunk, "\"choices\":[{\"index\":0,");
+    /* One choice is the common case, and every benchmark's: no formatting. */
+    if (index == 0)
+        mock_buf_adds(&g->chunk, "\"choices\":[{\"index\":0,");
+    else
+        mock_buf_addf(&g->chunk, "\"choices\":[{\"index\":%zu,", index);
 }
 
-static int send_role(mock_gen *g)
+static int send_role(mock_gen *g, size_t index)
 {
-    begin_choice(g);
+    begin_choice(g, index);
     mock_buf_adds(&g->chunk, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
                              "\"logprobs\":null,\"finish_reason\":null}]}\n\n");
     return send_event(g);
@@ -286,20 +322,21 @@ static int send_role(mock_gen *g)
 
 /* One token: a word (with a leading space after the first) or, last when
  * stop, the EOS token with empty text. The last token carries finish_reason. */
-static int send_token(mock_gen *g)
+static int send_token(mock_gen *g, size_t index)
 {
-    bool last = g->sent + 1 == g->total;
+    mock_choice *ch = &g->choices[index];
+    bool last = ch->sent + 1 == ch->total;
     const char *word;
     size_t len;
 
     g->token.len = 0;
     mock_buf_add(&g->token, "", 0);
-    if (g->sent < g->words && mock_textgen_next(&g->text, &word, &len)) {
-        if (g->sent > 0)
+    if (ch->sent < ch->words && mock_textgen_next(&ch->text, &word, &len)) {
+        if (ch->sent > 0)
             mock_buf_add(&g->token, " ", 1);
         mock_buf_add(&g->token, word, len);
     }
-    begin_choice(g);
+    begin_choice(g, index);
     mock_buf_adds(&g->chunk, g->chat ? "\"delta\":{\"content\":" : "\"text\":");
     mock_buf_add_json_str(&g->chunk, g->token.data, g->token.len);
     mock_buf_adds(&g->chunk, g->chat ? "},\"logprobs\":null," : ",\"logprobs\":null,");
@@ -308,9 +345,10 @@ static int send_token(mock_gen *g)
                                          : "\"finish_reason\":null,\"stop_reason\":null}]}\n\n");
     else
         mock_buf_addf(&g->chunk, "\"finish_reason\":\"%s\",\"stop_reason\":null}]}\n\n",
-                      g->stop ? "stop" : "length");
+                      ch->stop ? "stop" : "length");
     if (send_event(g) != IAS_OK)
         return IAS_ERR;
+    ch->sent++;
     g->sent++;
     ias_counter_inc(g->ctx->tokens_generated);
     return IAS_OK;
@@ -325,7 +363,7 @@ static void finish_stream(mock_gen *g)
         mock_buf_addf(&g->chunk,
                       "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld,"
                       "\"completion_tokens\":%lld}}\n\n",
-                      g->prompt.prompt_tokens, g->prompt.prompt_tokens + g->total, g->total);
+                      g->prompt_tokens, g->prompt_tokens + g->total, g->total);
         if (send_event(g) != IAS_OK)
             return;
     }
@@ -336,20 +374,37 @@ static void finish_stream(mock_gen *g)
     ias_reply_stream_end(detach(g));
 }
 
+/* The first unfinished choice at or after from, or nchoices when none. */
+static size_t next_unfinished(const mock_gen *g, size_t from)
+{
+    while (from < g->nchoices && g->choices[from].sent == g->choices[from].total)
+        from++;
+    return from;
+}
+
 /* One pass of the producer: sends what timing and backpressure allow, then
- * arms the timer or on_drain to come back. */
+ * arms the timer or on_drain to come back. Tokens go round robin over the
+ * unfinished choices; with a rate, each choice gets one token per 1/rate s (a
+ * round), as a batch of sequences decodes in step. */
 static void stream_pass(mock_gen *g)
 {
     bool cut = g->params.fault.kind == MOCK_FAULT_CUT_AFTER;
     int batch = 0;
+    size_t i;
 
-    if (g->chat && !g->role_sent) {
-        /* vLLM sends the role with the first output, not with the headers. */
-        if (send_role(g) != IAS_OK)
-            return;
-        g->role_sent = true;
-    }
     for (;;) {
+        if (g->chat && g->roles_sent < g->nchoices) {
+            /* vLLM sends the roles with the first output, not with the headers. */
+            if (batch >= STREAM_BATCH) {
+                arm(g, 0);
+                return;
+            }
+            if (send_role(g, g->roles_sent) != IAS_OK)
+                return;
+            g->roles_sent++;
+            batch++;
+            continue;
+        }
         if (cut && (g->sent == g->params.fault.arg || g->sent == g->total)) {
             /* Let everything queued reach the kernel first, then cut. */
             if (ias_reply_stream_pending(g->r) > 0)
@@ -366,7 +421,8 @@ static void stream_pass(mock_gen *g)
             ias_reply_stream_on_drain(g->r, STREAM_LOW_WATER, drained, g);
             return;
         }
-        if (g->params.tokens_per_s > 0 && batch > 0) {
+        if (g->params.tokens_per_s > 0 && g->round_done) {
+            g->round_done = false;
             arm(g, 1000000 / g->params.tokens_per_s);
             return;
         }
@@ -374,8 +430,17 @@ static void stream_pass(mock_gen *g)
             arm(g, 0); /* yield the loop to other connections */
             return;
         }
-        if (send_token(g) != IAS_OK)
+        /* one choice (the common case, and every benchmark's): no search */
+        i = g->nchoices == 1 ? 0 : next_unfinished(g, g->cursor);
+        if (i == g->nchoices)
+            i = next_unfinished(g, 0); /* some choice is unfinished: sent < total */
+        if (send_token(g, i) != IAS_OK)
             return;
+        g->cursor = g->nchoices == 1 ? 1 : next_unfinished(g, i + 1);
+        if (g->cursor == g->nchoices) {
+            g->cursor = 0;
+            g->round_done = true;
+        }
         batch++;
     }
 }
@@ -427,42 +492,55 @@ static mock_gen *gen_new(ias_req *r, mock_ctx *ctx, bool chat, const mock_params
     return g;
 }
 
-/* Fills g's limits from the request and the model's context; IAS_ERR after
- * answering 400 (vLLM's wording). */
+/* Fills every choice's limits from the request and the model's context;
+ * IAS_ERR after answering 400 (vLLM's wording, about the first prompt that
+ * does not fit). */
 static int plan(mock_gen *g, const ias_openai_request *req)
 {
     mock_ctx *ctx = g->ctx;
-    long long prompt = g->prompt.prompt_tokens, limit, natural;
+    long long prompt, limit, natural;
 
-    if (prompt >= ctx->context_len) {
-        reply_vllm_error(g->r, 400, "BadRequestError", "input_tokens",
-                         "This model's maximum context length is %lld tokens. However, your "
-                         "request has %lld input tokens. Please reduce the length of the input "
-                         "messages.",
-                         ctx->context_len, prompt);
-        return IAS_ERR;
+    for (size_t i = 0; i < g->nprompts; i++) {
+        prompt = g->prompts[i].prompt_tokens;
+        if (prompt >= ctx->context_len) {
+            reply_vllm_error(g->r, 400, "BadRequestError", "input_tokens",
+                             "This model's maximum context length is %lld tokens. However, your "
+                             "request has %lld input tokens. Please reduce the length of the "
+                             "input messages.",
+                             ctx->context_len, prompt);
+            return IAS_ERR;
+        }
+        if (req->max_tokens > 0 && prompt + req->max_tokens > ctx->context_len) {
+            reply_vllm_error(g->r, 400, "BadRequestError", "max_tokens",
+                             "'max_tokens' or 'max_completion_tokens' is too large: %ld. This "
+                             "model's maximum context length is %lld tokens and your request "
+                             "has %lld input tokens (%ld > %lld - %lld).",
+                             req->max_tokens, ctx->context_len, prompt, req->max_tokens,
+                             ctx->context_len, prompt);
+            return IAS_ERR;
+        }
     }
-    if (req->max_tokens > 0 && prompt + req->max_tokens > ctx->context_len) {
-        reply_vllm_error(g->r, 400, "BadRequestError", "max_tokens",
-                         "'max_tokens' or 'max_completion_tokens' is too large: %ld. This "
-                         "model's maximum context length is %lld tokens and your request has "
-                         "%lld input tokens (%ld > %lld - %lld).",
-                         req->max_tokens, ctx->context_len, prompt, req->max_tokens,
-                         ctx->context_len, prompt);
-        return IAS_ERR;
-    }
-    limit = req->max_tokens > 0 ? req->max_tokens : ctx->max_tokens_default;
-    if (limit > ctx->context_len - prompt)
-        limit = ctx->context_len - prompt;
-    natural = g->params.echo ? g->prompt.echo_words : g->params.natural_tokens;
-    if (natural >= 0 && natural < limit) {
-        g->stop = true;
-        g->words = natural;
-        g->total = natural + 1; /* EOS */
-    } else {
-        g->stop = false;
-        g->words = limit;
-        g->total = limit;
+    for (size_t c = 0; c < g->nchoices; c++) {
+        const mock_prompt *p = &g->prompts[c / g->n];
+        mock_choice *ch = &g->choices[c];
+
+        prompt = p->prompt_tokens;
+        limit = req->max_tokens > 0 ? req->max_tokens : ctx->max_tokens_default;
+        if (limit > ctx->context_len - prompt)
+            limit = ctx->context_len - prompt;
+        natural = g->params.echo ? p->echo_words : g->params.natural_tokens;
+        if (natural >= 0 && natural < limit) {
+            ch->stop = true;
+            ch->words = natural;
+            ch->total = natural + 1; /* EOS */
+        } else {
+            ch->stop = false;
+            ch->words = limit;
+            ch->total = limit;
+        }
+        g->total += ch->total;
+        if (ch->total > g->longest)
+            g->longest = ch->total;
     }
     return IAS_OK;
 }
@@ -472,11 +550,13 @@ static void start(mock_gen *g)
     mock_ctx *ctx = g->ctx;
     long long delay_ms = g->params.ttft_ms;
 
-    mock_textgen_init(&g->text, &g->prompt);
+    for (size_t c = 0; c < g->nchoices; c++)
+        mock_textgen_init(&g->choices[c].text, &g->prompts[c / g->n], c % g->n);
     if (!g->stream) {
-        /* A non-streaming answer takes as long as the stream would have. */
+        /* A non-streaming answer takes as long as the stream would have: the
+         * choices decode together, so as long as the longest. */
         if (g->params.tokens_per_s > 0)
-            delay_ms += g->total * 1000 / g->params.tokens_per_s;
+            delay_ms += g->longest * 1000 / g->params.tokens_per_s;
         if (delay_ms > 0)
             arm(g, delay_ms * 1000);
         else
@@ -549,21 +629,30 @@ static void handle(ias_req *r, mock_ctx *ctx, bool chat)
                          req.model);
         return;
     }
-    if (!chat && req.nmessages != 1) {
-        reply_vllm_error(r, 400, "BadRequestError", "prompt",
-                         "mockllm answers a single prompt; got an array of %zu.", req.nmessages);
-        return;
-    }
 
     g = gen_new(r, ctx, chat, &params, rnd);
     g->stream = req.stream;
     g->include_usage = req.include_usage;
-    if (chat)
-        mock_prompt_chat(&req, ctx->model, params.seed, params.echo, &g->prompt);
-    else
-        mock_prompt_completion(cJSON_IsString(req.prompt) ? req.prompt->valuestring
-                                                          : req.prompt->child->valuestring,
-                               ctx->model, params.seed, params.echo, &g->prompt);
+    g->n = (size_t)req.n;
+    g->nprompts = req.nprompts;
+    g->nchoices = req.nchoices;
+    g->prompts = ias_xcalloc(g->nprompts, sizeof(*g->prompts));
+    g->choices = ias_xcalloc(g->nchoices, sizeof(*g->choices));
+    if (chat) {
+        mock_prompt_chat(&req, ctx->model, params.seed, params.echo, &g->prompts[0]);
+    } else {
+        for (size_t i = 0; i < g->nprompts; i++) {
+            const cJSON *p = ias_openai_prompt_at(&req, i);
+
+            if (cJSON_IsString(p))
+                mock_prompt_completion(p->valuestring, ctx->model, params.seed, params.echo,
+                                       &g->prompts[i]);
+            else
+                mock_prompt_token_ids(p, ctx->model, params.seed, params.echo, &g->prompts[i]);
+        }
+    }
+    for (size_t i = 0; i < g->nprompts; i++)
+        g->prompt_tokens += g->prompts[i].prompt_tokens;
     if (plan(g, &req) != IAS_OK) {
         (void)detach(g);
         gen_free(g);

@@ -75,21 +75,29 @@ typedef struct mock_prompt {
 /* prompt_tokens = words of every message's text + 3 per message + 3. */
 void mock_prompt_chat(const ias_openai_request *req, const char *model, uint64_t seed, bool echo,
                       mock_prompt *out);
-/* prompt_tokens = words of the prompt + 1 (a BOS token). Single prompt only. */
+/* prompt_tokens = words of the prompt + 1 (a BOS token). One prompt of a
+ * request's prompt array (each is counted on its own, as vLLM does). */
 void mock_prompt_completion(const char *prompt, const char *model, uint64_t seed, bool echo,
                             mock_prompt *out);
+/* A prompt of token ids (a validated JSON array of integers): prompt_tokens =
+ * the number of ids (no BOS added, as vLLM takes ids as they are); the text is
+ * seeded from the ids; echo repeats them as decimal words. */
+void mock_prompt_token_ids(const cJSON *ids, const char *model, uint64_t seed, bool echo,
+                           mock_prompt *out);
 void mock_prompt_free(mock_prompt *p);
 /* Whitespace-separated words in s[0..len). */
 long long mock_count_words(const char *s, size_t len);
 
-/* Produces the words of a reply, one per call; identical for an identical prompt. */
+/* Produces the words of a reply, one per call; identical for an identical
+ * prompt and sample. Sample j is the j-th of a request's n choices for that
+ * prompt: sample 0 is the text n = 1 would get, the others differ from it. */
 typedef struct mock_textgen {
     uint64_t state;
     const char *echo; /* next echo word, or NULL when not echoing */
     bool echoing;
 } mock_textgen;
 
-void mock_textgen_init(mock_textgen *g, const mock_prompt *p);
+void mock_textgen_init(mock_textgen *g, const mock_prompt *p, uint64_t sample);
 /* Next word (no spaces). Returns false when an echo has no more words. */
 bool mock_textgen_next(mock_textgen *g, const char **word, size_t *len);
 

@@ -204,6 +204,36 @@ void mock_prompt_completion(const char *prompt, const char *model, uint64_t seed
     }
 }
 
+void mock_prompt_token_ids(const cJSON *ids, const char *model, uint64_t seed, bool echo,
+                           mock_prompt *out)
+{
+    uint64_t h = fnv1a(FNV_OFFSET, model, strlen(model) + 1);
+    mock_buf text = {0};
+    const cJSON *id;
+    char num[24];
+    int len;
+
+    memset(out, 0, sizeof(*out));
+    /* a marker, so ids and a text prompt of the same digits differ */
+    h = fnv1a(h, "ids", 4);
+    cJSON_ArrayForEach(id, ids)
+    {
+        len = snprintf(num, sizeof(num), "%lld", (long long)id->valuedouble);
+        if (len < 0 || (size_t)len >= sizeof(num))
+            ias_die("mockllm: token id does not format");
+        h = fnv1a(h, num, (size_t)len + 1);
+        if (echo) {
+            if (text.len > 0)
+                mock_buf_add(&text, " ", 1);
+            mock_buf_add(&text, num, (size_t)len);
+        }
+        out->prompt_tokens++;
+    }
+    out->hash = hash_seed(h, seed);
+    if (echo)
+        set_echo(out, &text);
+}
+
 void mock_prompt_free(mock_prompt *p)
 {
     free(p->echo);
@@ -223,9 +253,13 @@ static const char *const vocab[] = {
     "morning", "evening", "winter",  "summer",  "harbor",  "valley",  "mountain", "meadow",
 };
 
-void mock_textgen_init(mock_textgen *g, const mock_prompt *p)
+void mock_textgen_init(mock_textgen *g, const mock_prompt *p, uint64_t sample)
 {
-    g->state = p->hash != 0 ? p->hash : 0x9e3779b97f4a7c15ULL;
+    uint64_t h = p->hash;
+
+    if (sample > 0)
+        h = hash_seed(fnv1a(h, "n", 1), sample);
+    g->state = h != 0 ? h : 0x9e3779b97f4a7c15ULL;
     g->echo = p->echo;
     g->echoing = p->echo != NULL;
 }

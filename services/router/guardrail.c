@@ -328,6 +328,15 @@ bool router_guard_has_output(const router_guard *g)
     return g != NULL && g->stream != NULL;
 }
 
+bool router_guard_has_prompt(const router_guard *g)
+{
+    for (size_t i = 0; g != NULL && i < g->nids; i++) {
+        if (ias_guardrail_prompt_rules(g->profiles[i]) > 0)
+            return true;
+    }
+    return false;
+}
+
 /* ---- prompt side ---- */
 
 static void add_viol(router_guard *g, const ias_gr_violation *v, const char *side)

@@ -58,6 +58,11 @@ typedef struct rcall {
     const router_model *model;
     bool on_fallback, stream, include_usage;
     long long prompt_estimate;
+    /* From the validated tree (never on the raw path, which has no guardrails):
+     * n, completions asked for (n x prompts), whether the prompt is token ids. */
+    int n;
+    size_t nchoices;
+    bool prompt_token_ids;
     char model_name[IAS_OPENAI_MAX_MODEL_LEN + 1];
     char request_id[129], org[64], user[64], key[64], resv[IAS_BUDGET_ID_MAX + 1];
     char traceparent[64];
@@ -302,28 +307,49 @@ static void finish(rcall *c)
     rcall_free(c);
 }
 
-/* A reply we build ourselves, then finish. */
-static void fail_reply(rcall *c, int status, const char *code, const char *fmt, ...)
-    IAS_PRINTF(4, 5);
-static void fail_reply(rcall *c, int status, const char *code, const char *fmt, ...)
+/* A reply we build ourselves, naming param (NULL: none), then finish. */
+static void fail_reply_param(rcall *c, int status, const char *code, const char *param,
+                             const char *fmt, ...) IAS_PRINTF(5, 6);
+static void vfail_reply(rcall *c, int status, const char *code, const char *param, const char *fmt,
+                        va_list ap) IAS_PRINTF(5, 0);
+static void vfail_reply(rcall *c, int status, const char *code, const char *param, const char *fmt,
+                        va_list ap)
 {
     const char *type = status >= 500 ? "server_error" : "invalid_request_error";
     char msg[512];
-    va_list ap;
 
-    va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-
     c->status = status;
     if (c->r != NULL) {
         ias_req_on_close(c->r, NULL, NULL);
         if (status == 503)
             (void)ias_reply_retry_after(c->r, (unsigned)c->ctx->cfg.retry_after_s);
-        (void)ias_reply_openai_error(c->r, status, type, code, NULL, "%s", msg);
+        (void)ias_reply_openai_error(c->r, status, type, code, param, "%s", msg);
         c->r = NULL;
     }
     finish(c);
+}
+
+static void fail_reply_param(rcall *c, int status, const char *code, const char *param,
+                             const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfail_reply(c, status, code, param, fmt, ap);
+    va_end(ap);
+}
+
+/* A reply we build ourselves, then finish. */
+static void fail_reply(rcall *c, int status, const char *code, const char *fmt, ...)
+    IAS_PRINTF(4, 5);
+static void fail_reply(rcall *c, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfail_reply(c, status, code, NULL, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- timers ---- */
@@ -892,7 +918,6 @@ static bool uuid_or_empty(const char *s)
  * side, then go upstream. */
 static void guard_ready(rcall *c, int status, const char *why)
 {
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(c->body, "n");
     char msg[512];
 
     if (c->r == NULL) {
@@ -905,9 +930,19 @@ static void guard_ready(rcall *c, int status, const char *why)
                    "The guardrails this request is subject to cannot be enforced right now.");
         return;
     }
-    if (router_guard_has_output(c->guard) && cJSON_IsNumber(n) && n->valuedouble > 1) {
-        fail_reply(c, 400, "invalid_request_error",
-                   "n > 1 is not supported under output guardrails.");
+    /* The output matcher follows one stream of text; several choices (n > 1,
+     * or several prompts) interleave in one response. */
+    if (router_guard_has_output(c->guard) && c->nchoices > 1) {
+        fail_reply_param(c, 400, "invalid_request_error", c->n > 1 ? "n" : "prompt",
+                         "More than one choice (n > 1 or several prompts) is not supported "
+                         "under output guardrails.");
+        return;
+    }
+    /* Prompt rules read text: token ids would pass them unchecked. */
+    if (c->prompt_token_ids && router_guard_has_prompt(c->guard)) {
+        fail_reply_param(c, 400, "invalid_request_error", "prompt",
+                         "Token-id prompts are not supported under prompt guardrails: they "
+                         "cannot be checked. Send the prompt as text.");
         return;
     }
     /* redaction rewrites the tree: from now on the upstream body is printed from it */
@@ -1037,6 +1072,9 @@ static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
         if (hs.include_usage == NULL)
             c->include_usage = oreq.include_usage; /* called directly, not through ingress */
         c->prompt_estimate = (long long)ias_openai_estimate_prompt_tokens(&oreq);
+        c->n = oreq.n;
+        c->nchoices = oreq.nchoices;
+        c->prompt_token_ids = oreq.prompt_token_ids;
     }
 
     c->snap = router_registry_acquire(ctx);

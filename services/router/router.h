@@ -165,6 +165,8 @@ int router_guard_resolve(router_guard *g, router_ctx *ctx, router_worker *w, con
 /* Prompt side, in place on the request tree. IAS_ERR: refused (msg). */
 int router_guard_prompt(router_guard *g, cJSON *body, bool chat, char *msg, size_t msglen);
 bool router_guard_has_output(const router_guard *g);
+/* Some profile has prompt rules (deny patterns or PII redaction). */
+bool router_guard_has_prompt(const router_guard *g);
 /* One upstream SSE event's data; *out valid until the next call. */
 router_gr_verdict router_guard_event(router_guard *g, bool chat, const char *data, size_t len,
                                      const char **out, size_t *outlen);

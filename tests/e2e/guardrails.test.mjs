@@ -248,6 +248,44 @@ test('a deny-phrase in the output ends the stream with content_filter', { skip }
   assert.ok(validateAudit(ev.body), JSON.stringify(validateAudit.errors));
 });
 
+test('prompt rules cannot read token ids (400); output rules follow one choice only (400)', { skip }, async () => {
+  // Org A's profile has prompt rules: a token-id prompt would pass them unchecked.
+  for (const prompt of [[1, 2, 3], [[1, 2], [3]]]) {
+    await assert.rejects(sdk(tA.key).completions.create({ model: MODEL, prompt, max_tokens: 2 }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, e.constructor.name);
+      assert.equal(e.param, 'prompt');
+      assert.match(e.message, /Token-id prompts are not supported under prompt guardrails/);
+      return true;
+    });
+  }
+  // Text prompts, one or several, are checked and redacted one by one.
+  const texts = await sdk(tA.key).completions.create(
+    { model: MODEL, prompt: ['mail bob@example.com', 'plain words'] }, ECHO);
+  assert.deepEqual(texts.choices.map((c) => c.text), ['mail [REDACTED_EMAIL]', 'plain words']);
+  await assert.rejects(sdk(tA.key).completions.create({ model: MODEL, prompt: ['fine', 'password: x'] }, ECHO),
+    (e) => e instanceof OpenAI.BadRequestError && e.code === 'content_policy_violation');
+
+  // Org B's profile has output rules only: token ids are fine, several choices are not.
+  const ids = await sdk(tB.key).completions.create({ model: MODEL, prompt: [4, 5, 6] }, ECHO);
+  assert.equal(ids.choices[0].text, '4 5 6');
+  await assert.rejects(sdk(tB.key).chat.completions.create(chat('hi', { n: 2 })), (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError, e.constructor.name);
+    assert.equal(e.param, 'n');
+    assert.match(e.message, /More than one choice/);
+    return true;
+  });
+  await assert.rejects(sdk(tB.key).completions.create({ model: MODEL, prompt: ['a', 'b'], max_tokens: 2 }), (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError, e.constructor.name);
+    assert.equal(e.param, 'prompt');
+    return true;
+  });
+  // Without guardrails (org C) all of it goes through.
+  const free = await sdk(tC.key).chat.completions.create(chat('hi', { n: 2, max_tokens: 2 }));
+  assert.equal(free.choices.length, 2);
+  const freeIds = await sdk(tC.key).completions.create({ model: MODEL, prompt: [[1, 2], [3]], max_tokens: 2 });
+  assert.equal(freeIds.choices.length, 2);
+});
+
 test('router without a pdp refuses requests that carry guardrails (503)', { skip }, async () => {
   const bare = await startService('router', {
     IAS_USERS_URL: 'http://127.0.0.1:1', IAS_REGISTRY_FILE: writeRegistry(), IAS_SPOOL_DIR: scratchPath('r2'),

@@ -258,6 +258,46 @@ test('legacy completions, streaming and not', async () => {
   assert.equal(chunks.at(-1).usage.total_tokens, 9);
 });
 
+test('n choices and every prompt form, vLLM-shaped', async () => {
+  // chat n: 3, natural end: each choice 2 words + EOS; usage sums the choices, prompt once
+  const opts = { headers: { 'X-Mock-Tokens': '2' } };
+  const r = await client.chat.completions.create({ model: MODEL, messages: prompt, max_tokens: 5, n: 3 }, opts);
+  assert.deepEqual(r.choices.map((c) => [c.index, c.finish_reason]), [[0, 'stop'], [1, 'stop'], [2, 'stop']]);
+  assert.equal(new Set(r.choices.map((c) => c.message.content)).size, 3);
+  assert.deepEqual([r.usage.prompt_tokens, r.usage.completion_tokens], [PROMPT_TOKENS, 9]);
+  const chunks = await collect(await client.chat.completions.create(
+    { model: MODEL, messages: prompt, max_tokens: 5, n: 3, stream: true, stream_options: { include_usage: true } }, opts));
+  // roles first, then rounds of one event per choice: 2 words + EOS each
+  const order = chunks.slice(0, -1).map((ch) => ch.choices[0].index);
+  assert.deepEqual(order, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+  for (const c of r.choices) {
+    const text = chunks.map((ch) => (ch.choices[0]?.index === c.index ? ch.choices[0].delta.content ?? '' : '')).join('');
+    assert.equal(text, c.message.content);
+  }
+  assert.equal(chunks.at(-1).usage.completion_tokens, 9);
+
+  // completions: strings, token ids, arrays of token ids; index = prompt x n + j
+  const s = await client.completions.create({ model: MODEL, prompt: ['once upon', 'a time'], max_tokens: 2, n: 2 });
+  assert.deepEqual(s.choices.map((c) => c.index), [0, 1, 2, 3]);
+  const single = await client.completions.create({ model: MODEL, prompt: 'a time', max_tokens: 2 });
+  assert.equal(s.choices[2].text, single.choices[0].text);
+  assert.deepEqual([s.usage.prompt_tokens, s.usage.completion_tokens], [6, 8]);
+  const ids = await client.completions.create({ model: MODEL, prompt: [9, 8, 7, 6], max_tokens: 3 });
+  assert.deepEqual([ids.usage.prompt_tokens, ids.usage.completion_tokens], [4, 3]);
+  const nested = await client.completions.create({ model: MODEL, prompt: [[9, 8, 7, 6], [1]], max_tokens: 3 });
+  assert.equal(nested.choices[0].text, ids.choices[0].text);
+  assert.deepEqual([nested.usage.prompt_tokens, nested.usage.completion_tokens], [5, 6]);
+  const echo = await client.completions.create({ model: MODEL, prompt: [[1, 22], [333]] }, { headers: { 'X-Mock-Echo': '1' } });
+  assert.deepEqual(echo.choices.map((c) => c.text), ['1 22', '333']);
+
+  // cut-after counts tokens over all choices, after every role event
+  const cut = await client.chat.completions.create(
+    { model: MODEL, messages: prompt, max_tokens: 5, n: 2, stream: true }, { headers: { 'X-Mock-Fault': 'cut-after=3' } });
+  const got = [];
+  await assert.rejects(async () => { for await (const ch of cut) got.push(ch); });
+  assert.equal(got.length, 2 + 3);
+});
+
 test('unknown model: 404 NotFoundError', async () => {
   await assert.rejects(
     client.chat.completions.create({ model: 'no-such-model', messages: prompt }),

@@ -23,7 +23,14 @@ static void check_ok(const ias_openai_request *req)
     if (req->model == NULL || req->model[0] == '\0' ||
         strlen(req->model) > IAS_OPENAI_MAX_MODEL_LEN)
         abort();
-    if (req->n != 1 || req->nstop > IAS_OPENAI_MAX_STOP)
+    if (req->n < 1 || req->n > IAS_OPENAI_MAX_N || req->nstop > IAS_OPENAI_MAX_STOP)
+        abort();
+    /* Budgets reserve for nchoices completions: it must be n per prompt. */
+    if (req->nprompts < 1 || req->nprompts > IAS_OPENAI_MAX_PROMPTS ||
+        req->nchoices != (size_t)req->n * req->nprompts ||
+        req->ntoken_ids > IAS_OPENAI_MAX_TOKEN_IDS ||
+        (req->prompt_token_ids ? req->ntoken_ids < req->nprompts || req->text_bytes != 0
+                               : req->ntoken_ids != 0))
         abort();
     if (req->max_tokens < 0 || req->max_tokens > IAS_OPENAI_MAX_TOKENS_LIMIT)
         abort();
@@ -45,8 +52,18 @@ static void check_ok(const ias_openai_request *req)
         /* The walker and the parser must agree on what counts as text. */
         if (total != req->text_bytes)
             abort();
-    } else if (req->prompt == NULL || req->nmessages == 0) {
-        abort();
+    } else {
+        if (req->prompt == NULL || req->nmessages != req->nprompts)
+            abort();
+        /* Every prompt is a string, or a non-empty array of token ids. */
+        for (size_t i = 0; i < req->nprompts; i++) {
+            const cJSON *p = ias_openai_prompt_at(req, i);
+            if (req->prompt_token_ids ? !cJSON_IsArray(p) || cJSON_GetArraySize(p) < 1
+                                      : !cJSON_IsString(p))
+                abort();
+        }
+        if (ias_openai_prompt_at(req, req->nprompts) != NULL)
+            abort();
     }
     (void)ias_openai_estimate_prompt_tokens(req);
 }

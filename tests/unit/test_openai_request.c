@@ -335,8 +335,6 @@ static void test_sampling_errors(void **state)
     expect_chat_error("{\"model\":\"m\"," MSGS ",\"top_p\":1.01}", "top_p",
                       "Invalid 'top_p': decimal above maximum value. Expected a value <= 1, but "
                       "got 1.01 instead.");
-    expect_chat_error("{\"model\":\"m\"," MSGS ",\"n\":2}", "n",
-                      "Invalid value for 'n': only n=1 is supported, got 2.");
     expect_chat_error("{\"model\":\"m\"," MSGS ",\"n\":\"1\"}", "n",
                       "Invalid type for 'n': expected an integer, but got a string instead.");
     expect_chat_error("{\"model\":\"m\"," MSGS ",\"stream\":\"yes\"}", "stream",
@@ -428,14 +426,246 @@ static void test_completion(void **state)
     expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"a\",[1]]}", "prompt[1]",
                  "Invalid type for 'prompt[1]': expected a string, but got an array instead.");
     expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":{}}", "prompt",
-                 "Invalid type for 'prompt': expected a string or an array of strings, but got an "
-                 "object instead.");
+                 "Invalid type for 'prompt': expected a string or an array, but got an object "
+                 "instead.");
     expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"max_tokens\":\"1\"}",
                  "max_tokens",
                  "Invalid type for 'max_tokens': expected an integer, but got a string instead.");
     /* A chat body is not a completion body. */
     expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\"," MSGS "}", "prompt",
                  "'prompt' is a required property");
+}
+
+static void test_n(void **state)
+{
+    parsed p = parse(IAS_OPENAI_CHAT, "{\"model\":\"m\"," MSGS ",\"n\":2}");
+
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.n, 2);
+    assert_int_equal(p.req.nprompts, 1);
+    assert_int_equal(p.req.nchoices, 2);
+    assert_false(p.req.prompt_token_ids);
+    cJSON_Delete(p.json);
+
+    p = parse(IAS_OPENAI_CHAT, "{\"model\":\"m\"," MSGS ",\"n\":128}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nchoices, 128);
+    cJSON_Delete(p.json);
+
+    /* absent and null: one choice */
+    p = parse(IAS_OPENAI_CHAT, "{\"model\":\"m\"," MSGS ",\"n\":null}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.n, 1);
+    assert_int_equal(p.req.nchoices, 1);
+    cJSON_Delete(p.json);
+
+    /* completions: n for every prompt */
+    p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"a\",\"b\",\"c\"],\"n\":4}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, 3);
+    assert_int_equal(p.req.nchoices, 12);
+    cJSON_Delete(p.json);
+
+    expect_chat_error("{\"model\":\"m\"," MSGS ",\"n\":0}", "n",
+                      "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 "
+                      "instead.");
+    expect_chat_error("{\"model\":\"m\"," MSGS ",\"n\":-3}", "n",
+                      "Invalid 'n': integer below minimum value. Expected a value >= 1, but got "
+                      "-3 instead.");
+    expect_chat_error("{\"model\":\"m\"," MSGS ",\"n\":129}", "n",
+                      "Invalid 'n': integer above maximum value. Expected a value <= 128, but got "
+                      "129 instead.");
+    expect_chat_error("{\"model\":\"m\"," MSGS ",\"n\":1e300}", "n",
+                      "Invalid 'n': integer above maximum value. Expected a value <= 128, but got "
+                      "1.0000000000000001e+300 instead.");
+    expect_chat_error("{\"model\":\"m\"," MSGS ",\"n\":1.5}", "n",
+                      "Invalid type for 'n': expected an integer, but got a decimal instead.");
+    expect_chat_error("{\"model\":\"m\"," MSGS ",\"n\":true}", "n",
+                      "Invalid type for 'n': expected an integer, but got a boolean instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":129}", "n",
+                 "Invalid 'n': integer above maximum value. Expected a value <= 128, but got 129 "
+                 "instead.");
+}
+
+static void test_prompt_forms(void **state)
+{
+    /* a string */
+    parsed p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"abc\"}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, 1);
+    assert_int_equal(p.req.nchoices, 1);
+    assert_false(p.req.prompt_token_ids);
+    assert_int_equal(p.req.ntoken_ids, 0);
+    assert_ptr_equal(ias_openai_prompt_at(&p.req, 0), p.req.prompt);
+    assert_null(ias_openai_prompt_at(&p.req, 1));
+    cJSON_Delete(p.json);
+
+    /* an array of strings */
+    p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"ab\",\"\",\"cde\"]}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, 3);
+    assert_false(p.req.prompt_token_ids);
+    assert_int_equal(p.req.text_bytes, 5);
+    assert_string_equal(ias_openai_prompt_at(&p.req, 2)->valuestring, "cde");
+    assert_null(ias_openai_prompt_at(&p.req, 3));
+    cJSON_Delete(p.json);
+
+    /* an array of token ids: one prompt */
+    p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[1,0,2147483647],\"n\":2}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, 1);
+    assert_int_equal(p.req.nmessages, 1);
+    assert_true(p.req.prompt_token_ids);
+    assert_int_equal(p.req.ntoken_ids, 3);
+    assert_int_equal(p.req.text_bytes, 0);
+    assert_int_equal(p.req.nchoices, 2);
+    assert_ptr_equal(ias_openai_prompt_at(&p.req, 0), p.req.prompt);
+    assert_null(ias_openai_prompt_at(&p.req, 1));
+    cJSON_Delete(p.json);
+
+    /* an array of arrays of token ids: one prompt each */
+    p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[1,2],[3],[4,5,6]]}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, 3);
+    assert_true(p.req.prompt_token_ids);
+    assert_int_equal(p.req.ntoken_ids, 6);
+    assert_int_equal(p.req.nchoices, 3);
+    assert_int_equal(cJSON_GetArraySize(ias_openai_prompt_at(&p.req, 2)), 3);
+    cJSON_Delete(p.json);
+
+    /* a single inner array is one prompt too */
+    p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[7,8]]}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, 1);
+    assert_int_equal(cJSON_GetArraySize(ias_openai_prompt_at(&p.req, 0)), 2);
+    cJSON_Delete(p.json);
+}
+
+static void test_prompt_errors(void **state)
+{
+    /* mixed arrays name the first element of another kind */
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"a\",\"b\",3]}", "prompt[2]",
+                 "Invalid type for 'prompt[2]': expected a string, but got an integer instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[1,\"a\"]}", "prompt[1]",
+                 "Invalid type for 'prompt[1]': expected an integer, but got a string instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[1,2.5]}", "prompt[1]",
+                 "Invalid type for 'prompt[1]': expected an integer, but got a decimal instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[1,[2]]}", "prompt[1]",
+                 "Invalid type for 'prompt[1]': expected an integer, but got an array instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[1],2]}", "prompt[1]",
+                 "Invalid type for 'prompt[1]': expected an array, but got an integer instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[1],[2,\"x\"]]}",
+                 "prompt[1][1]",
+                 "Invalid type for 'prompt[1][1]': expected an integer, but got a string "
+                 "instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[1],[[2]]]}", "prompt[1][0]",
+                 "Invalid type for 'prompt[1][0]': expected an integer, but got an array "
+                 "instead.");
+    /* the first element decides: neither text, id nor array */
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[null]}", "prompt[0]",
+                 "Invalid type for 'prompt[0]': expected a string, an integer or an array, but "
+                 "got null instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[{\"a\":1}]}", "prompt[0]",
+                 "Invalid type for 'prompt[0]': expected a string, an integer or an array, but "
+                 "got an object instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[1.5]}", "prompt[0]",
+                 "Invalid type for 'prompt[0]': expected an integer, but got a decimal instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":7}", "prompt",
+                 "Invalid type for 'prompt': expected a string or an array, but got an integer "
+                 "instead.");
+    /* empty inner arrays */
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[]]}", "prompt[0]",
+                 "Invalid 'prompt[0]': empty array. Expected an array with minimum length 1, but "
+                 "got an empty array instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[1],[]]}", "prompt[1]",
+                 "Invalid 'prompt[1]': empty array. Expected an array with minimum length 1, but "
+                 "got an empty array instead.");
+    /* token id range */
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[5,-1]}", "prompt[1]",
+                 "Invalid 'prompt[1]': integer below minimum value. Expected a value >= 0, but "
+                 "got -1 instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[2147483648]]}",
+                 "prompt[0][0]",
+                 "Invalid 'prompt[0][0]': integer above maximum value. Expected a value <= "
+                 "2147483647, but got 2147483648 instead.");
+}
+
+/* A prompt array of count elements, each elem (a JSON value), as a body. */
+static char *prompt_body(size_t count, const char *elem)
+{
+    size_t elen = strlen(elem), cap = 64 + count * (elen + 1), len;
+    char *s = malloc(cap);
+
+    assert_non_null(s);
+    len = (size_t)snprintf(s, cap, "{\"model\":\"m\",\"prompt\":[");
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            s[len++] = ',';
+        memcpy(s + len, elem, elen);
+        len += elen;
+    }
+    memcpy(s + len, "]}", 3);
+    return s;
+}
+
+static void test_prompt_limits(void **state)
+{
+    char *body;
+    parsed p;
+
+    /* IAS_OPENAI_MAX_PROMPTS prompts, of text or of ids */
+    body = prompt_body(IAS_OPENAI_MAX_PROMPTS, "\"x\"");
+    p = parse(IAS_OPENAI_COMPLETION, body);
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, IAS_OPENAI_MAX_PROMPTS);
+    cJSON_Delete(p.json);
+    free(body);
+    body = prompt_body(IAS_OPENAI_MAX_PROMPTS + 1, "\"x\"");
+    expect_error(IAS_OPENAI_COMPLETION, body, "prompt",
+                 "Invalid 'prompt': array too long. Expected an array with maximum length 1024, "
+                 "but got an array with length 1025 instead.");
+    free(body);
+    body = prompt_body(IAS_OPENAI_MAX_PROMPTS + 1, "[1]");
+    expect_error(IAS_OPENAI_COMPLETION, body, "prompt",
+                 "Invalid 'prompt': array too long. Expected an array with maximum length 1024, "
+                 "but got an array with length 1025 instead.");
+    free(body);
+
+    /* one prompt of ids may be longer than IAS_OPENAI_MAX_PROMPTS... */
+    body = prompt_body(5000, "7");
+    p = parse(IAS_OPENAI_COMPLETION, body);
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, 1);
+    assert_int_equal(p.req.ntoken_ids, 5000);
+    assert_int_equal(ias_openai_estimate_prompt_tokens(&p.req), 5000);
+    cJSON_Delete(p.json);
+    free(body);
+
+    /* ...but ids over all prompts are bounded */
+    body = prompt_body(IAS_OPENAI_MAX_TOKEN_IDS + 1, "7");
+    expect_error(IAS_OPENAI_COMPLETION, body, "prompt",
+                 "Invalid 'prompt': too many token ids. Expected at most 1000000 token ids over "
+                 "all prompts.");
+    free(body);
+    {
+        /* 1000 prompts of 1001 ids: the bound is crossed in the last prompt */
+        char *inner = prompt_body(1001, "1");
+        char *elem = strchr(inner, '[');
+
+        elem[strlen(elem) - 1] = '\0'; /* "[1,1,...]" */
+        body = prompt_body(1000, elem);
+        expect_error(IAS_OPENAI_COMPLETION, body, "prompt",
+                     "Invalid 'prompt': too many token ids. Expected at most 1000000 token ids "
+                     "over all prompts.");
+        free(body);
+        body = prompt_body(999, elem);
+        p = parse(IAS_OPENAI_COMPLETION, body);
+        assert_int_equal(p.rc, IAS_OK);
+        assert_int_equal(p.req.ntoken_ids, 999 * 1001);
+        cJSON_Delete(p.json);
+        free(body);
+        free(inner);
+    }
 }
 
 static void test_estimate(void **state)
@@ -455,6 +685,18 @@ static void test_estimate(void **state)
     cJSON_Delete(p.json);
 
     p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"\"}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(ias_openai_estimate_prompt_tokens(&p.req), 4);
+    cJSON_Delete(p.json);
+
+    /* prompts are billed once whatever n: 4 bytes -> 1, + 4 per prompt */
+    p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"ab\",\"cd\"],\"n\":5}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(ias_openai_estimate_prompt_tokens(&p.req), 1 + 8);
+    cJSON_Delete(p.json);
+
+    /* token ids count exactly, one each, no framing */
+    p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[[1,2,3],[4]]}");
     assert_int_equal(p.rc, IAS_OK);
     assert_int_equal(ias_openai_estimate_prompt_tokens(&p.req), 4);
     cJSON_Delete(p.json);
@@ -506,6 +748,10 @@ int main(void)
         cmocka_unit_test(test_stream_options),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_completion),
+        cmocka_unit_test(test_n),
+        cmocka_unit_test(test_prompt_forms),
+        cmocka_unit_test(test_prompt_errors),
+        cmocka_unit_test(test_prompt_limits),
         cmocka_unit_test(test_estimate),
         cmocka_unit_test(test_foreach_text),
     };

@@ -41,6 +41,9 @@ void ias_guardrail_free(ias_guardrail *g);
 const char *ias_guardrail_name(const ias_guardrail *g);
 size_t ias_guardrail_holdback(const ias_guardrail *g);
 size_t ias_guardrail_output_rules(const ias_guardrail *g);
+/* Prompt deny rules, plus one when PII redaction is on: 0 means the prompt side
+ * passes every text through unchanged. */
+size_t ias_guardrail_prompt_rules(const ias_guardrail *g);
 
 typedef struct ias_gr_violation {
     const char *profile; /* profile name (points into the compiled profile) */

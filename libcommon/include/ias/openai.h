@@ -17,9 +17,14 @@
 typedef struct cJSON cJSON;
 
 enum {
-    IAS_OPENAI_MAX_MODEL_LEN = 256,       /* bytes in "model" */
-    IAS_OPENAI_MAX_MESSAGES = 10000,      /* entries in "messages" */
-    IAS_OPENAI_MAX_PROMPTS = 1024,        /* entries in an array "prompt" */
+    IAS_OPENAI_MAX_MODEL_LEN = 256,  /* bytes in "model" */
+    IAS_OPENAI_MAX_MESSAGES = 10000, /* entries in "messages" */
+    IAS_OPENAI_MAX_PROMPTS = 1024,   /* prompts in an array "prompt" */
+    IAS_OPENAI_MAX_N = 128,          /* choices per prompt ("n"), as OpenAI */
+    /* Token ids over all prompts of one request. An id takes at least two
+     * body bytes ("1,"), so the default IAS_MAX_BODY_BYTES (1 MiB) admits about
+     * 500k; this bounds the work of a service whose body limit was raised. */
+    IAS_OPENAI_MAX_TOKEN_IDS = 1000000,
     IAS_OPENAI_MAX_CONTENT_PARTS = 1024,  /* parts in one message's content array */
     IAS_OPENAI_MAX_STOP = 4,              /* entries in an array "stop" */
     IAS_OPENAI_MAX_TOKENS_LIMIT = 1048576 /* upper bound for max_tokens */
@@ -44,10 +49,19 @@ typedef struct ias_openai_request {
 
     /* Chat: the "messages" array (every entry validated), else NULL. */
     const cJSON *messages;
-    /* Completion: the "prompt" string or array of strings, else NULL. */
+    /* Completion: the "prompt" value, else NULL. One of: a string; an array of
+     * strings; an array of token ids (one prompt); an array of arrays of token
+     * ids (one prompt each). Token ids are integers in [0, 2^31 - 1]. */
     const cJSON *prompt;
-    size_t nmessages;  /* chat: messages; completion: prompts (1 for a string) */
-    size_t text_bytes; /* bytes of all message text parts, or of all prompts */
+    size_t nmessages;      /* chat: messages; completion: prompts (1 for a string) */
+    size_t text_bytes;     /* bytes of all message text parts, or of all prompts */
+    size_t nprompts;       /* completion: prompts; chat: 1 */
+    bool prompt_token_ids; /* completion: the prompt(s) are token ids, not text */
+    size_t ntoken_ids;     /* token ids over all prompts (0 for text) */
+    /* Completions the request asks for: n per prompt, so n x nprompts
+     * (completion) or n (chat); at most IAS_OPENAI_MAX_N x IAS_OPENAI_MAX_PROMPTS.
+     * Budgets reserve for every one of them. */
+    size_t nchoices;
 
     bool stream;
     bool include_usage; /* stream_options.include_usage */
@@ -59,7 +73,7 @@ typedef struct ias_openai_request {
     double temperature; /* [0, 2] */
     bool has_top_p;
     double top_p; /* [0, 1] */
-    int n;        /* always 1: other values are rejected */
+    int n;        /* choices per prompt, 1..IAS_OPENAI_MAX_N (1 when absent) */
 
     size_t nstop;
     const char *stop[IAS_OPENAI_MAX_STOP];
@@ -81,8 +95,14 @@ int ias_openai_parse_completion(const cJSON *body, ias_openai_request *out,
 
 /* A rough prompt size for budget reservation, not a tokenizer: one token per
  * four bytes of text (rounded up) plus four per message (role and framing) or
- * per prompt. It overestimates English by design; settle on the real usage. */
+ * per prompt. It overestimates English by design; settle on the real usage.
+ * Token-id prompts are counted exactly: one token per id. Prompts are billed
+ * once however many choices (n) each one gets. */
 uint64_t ias_openai_estimate_prompt_tokens(const ias_openai_request *req);
+
+/* For a validated completion request: the i-th prompt (i < nprompts) as a
+ * cJSON string (text) or array of integers (token ids). */
+const cJSON *ias_openai_prompt_at(const ias_openai_request *req, size_t i);
 
 /* Walk a message "content" value (string, array of parts, or NULL) and call fn
  * for every text fragment: the string itself, or each {"type":"text"} part's
