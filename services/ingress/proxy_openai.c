@@ -240,6 +240,9 @@ static void on_reserved(const ias_budget_result *res, void *arg)
     }
     if (res->status == IAS_BUDGET_OVER) {
         ias_counter_inc(c->ctx->budget_refused);
+        /* The OpenAI SDKs retry every 429 unless told not to; a spent budget
+         * stays spent until a top-up or the next month. */
+        (void)ias_reply_header(c->req, "X-Should-Retry", "false");
         V1_FAIL(c, 429, "insufficient_quota", "insufficient_quota", NULL,
                 "You exceeded your current quota: the monthly token budget of your %s has "
                 "%" PRId64 " tokens left.",

@@ -323,6 +323,15 @@ test('over budget: 429 insufficient_quota', { skip }, async () => {
     return true;
   });
   assert.deepEqual(budgetOf(t.org), { used: 0, reserved: 0 });
+  // A spent budget does not come back in a second: the SDKs' default retries
+  // of a 429 would only repeat the refusal, so X-Should-Retry tells them not to.
+  let calls = 0;
+  const counting = new OpenAI({
+    apiKey: t.key, baseURL: `${ingress.url}/v1`, maxRetries: 2, timeout: 20000,
+    fetch: (url, init) => { calls++; return fetch(url, init); },
+  });
+  await assert.rejects(counting.chat.completions.create(chatBody({ max_tokens: 100 })), OpenAI.RateLimitError);
+  assert.equal(calls, 1);
   // The user limit counts too.
   const u = seedTenant({ userLimit: 30 });
   await assert.rejects(sdk(u.key).chat.completions.create(chatBody({ max_tokens: 100 })), OpenAI.RateLimitError);
