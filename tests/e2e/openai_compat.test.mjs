@@ -12,12 +12,11 @@
 //     node --test tests/e2e/openai_compat.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, budgetOf } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -33,20 +32,6 @@ const procs = [];
 
 const seedTenant = (opts = {}) => seedTenantIn(db.dsn, opts);
 const sdk = (key) => new OpenAI({ apiKey: key, baseURL: `${ingress.url}/v1`, maxRetries: 0, timeout: 20000 });
-
-/** redis-cli's raw output lines (an absent field is an empty line). */
-function redis(...args) {
-  const u = new URL(env.IAS_REDIS_URL);
-  return execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port || '6379', ...args], { encoding: 'utf8' })
-    .replace(/\n$/, '').split('\n');
-}
-
-const month = () => new Date().toISOString().slice(0, 7).replace('-', '');
-/** The org's budget counters, read in one command (two HGETs could straddle a settle). */
-function budgetOf(org) {
-  const [used, reserved] = redis('HMGET', `ias:budget:${org}:${month()}`, 'used', 'reserved');
-  return { used: Number(used || 0), reserved: Number(reserved || 0) };
-}
 
 /** The org's budget once the router's settle has landed (nothing reserved). */
 async function settled(org) {

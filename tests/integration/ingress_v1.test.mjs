@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { request as httpRequest } from 'node:http';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, newKey, seedTenant as seedTenantIn } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, newKey, seedTenant as seedTenantIn, redisCli, budgetMonth, budgetOf } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const { default: OpenAI } = await import(require.resolve('openai'));
@@ -36,16 +36,8 @@ const rls = (q) => sql(db.dsn, `SET ias.org_id TO '*'; ${q}`);
 /** An org with one org_user and one API key; limits null = none. */
 const seedTenant = (opts = {}) => seedTenantIn(db.dsn, { models: [MODEL], ...opts });
 
-function redis(...args) {
-  const u = new URL(env.IAS_REDIS_URL);
-  return execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port || '6379', ...args], { encoding: 'utf8' }).trim();
-}
-
-const month = () => new Date().toISOString().slice(0, 7).replace('-', '');
-function budgetOf(org) {
-  const key = `ias:budget:${org}:${month()}`;
-  return { used: Number(redis('HGET', key, 'used') || 0), reserved: Number(redis('HGET', key, 'reserved') || 0) };
-}
+const redis = redisCli;
+const month = budgetMonth;
 
 const sdk = (key, base = ingress.url) => new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0, timeout: 20000 });
 const chatBody = (extra = {}) => ({ model: MODEL, messages: [{ role: 'user', content: 'hello there' }], ...extra });

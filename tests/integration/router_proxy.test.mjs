@@ -4,14 +4,13 @@
 // events (schema-checked) and registry reloads on config.models.changed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import { startService, stackEnv, freePort, root } from '../lib/harness.mjs';
+import { startService, stackEnv, freePort, root, redisCli, budgetMonth } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -49,11 +48,7 @@ function registry(extra = []) {
   };
 }
 
-function redis(...args) {
-  const u = new URL(env.IAS_REDIS_URL);
-  return execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port || '6379', '-n', (u.pathname.slice(1) || '0'), ...args],
-    { encoding: 'utf8' }).trim();
-}
+const redis = (...args) => redisCli(...args).trim();
 
 // The events of one AMQP message: the router packs events that queue up
 // (IAS_EVENTS_PACK_MAX): content type application/x-ndjson, one JSON body per
@@ -242,7 +237,7 @@ test('ingress view headers: body spliced from the raw bytes, estimate from the h
 
 test('settle moves the reservation from reserved into used', { skip }, async () => {
   const resv = randomUUID();
-  const month = new Date().toISOString().slice(0, 7).replace('-', '');
+  const month = budgetMonth();
   const org = randomUUID();
   const ok = `ias:budget:${org}:${month}`;
   // ias:resv:{id} is "state:tokens:expires_ms:org:yyyymm:user" (internal-contracts.md).

@@ -4,21 +4,16 @@
 // Redis and RabbitMQ (the router needs both to start).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { startService, stackEnv, scratchPath } from '../lib/harness.mjs';
+import { startService, stackEnv, scratchPath, redisCli, budgetMonth } from '../lib/harness.mjs';
 
 const env = stackEnv();
 const skip = env ? false : 'needs IAS_REDIS_URL and IAS_AMQP_URL (test stack)';
 const services = [];
 
-function redis(...args) {
-  const u = new URL(env.IAS_REDIS_URL);
-  return execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port || '6379', '-n', (u.pathname.slice(1) || '0'), ...args],
-    { encoding: 'utf8' }).trim();
-}
+const redis = (...args) => redisCli(...args).trim();
 
 after(async () => {
   for (const s of services) await s.stop().catch(() => {});
@@ -46,7 +41,7 @@ test('SIGTERM right after a request: the waiting settle is sent before exit', { 
   const org = randomUUID();
   const user = randomUUID();
   const resv = randomUUID();
-  const month = new Date().toISOString().slice(0, 7).replace('-', '');
+  const month = budgetMonth();
   const ok = `ias:budget:${org}:${month}`;
   // A reservation as ingress makes it (internal-contracts.md, Redis keys).
   redis('SET', `ias:resv:${resv}`, `open:100:${Date.now() + 600000}:${org}:${month}:${user}`, 'PX', '600000');

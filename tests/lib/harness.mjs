@@ -184,3 +184,22 @@ export function seedTenant(dsn, { budget = null, userLimit = null, orgRps = null
   }
   return { org, user, keyId, ...k };
 }
+
+/** redis-cli against IAS_REDIS_URL (its db index included): the raw reply text
+ * without the final newline (an absent field of HMGET stays an empty line). */
+export function redisCli(...args) {
+  const u = new URL(process.env.IAS_REDIS_URL);
+  return execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port || '6379', '-n', u.pathname.slice(1) || '0', ...args],
+    { encoding: 'utf8' }).replace(/\n$/, '');
+}
+
+/** The UTC month of the budget keys (ias:budget:{org}:{yyyymm}). */
+export const budgetMonth = () => new Date().toISOString().slice(0, 7).replace('-', '');
+
+/** An org's (or with user, that user's) budget counters of this month, read in
+ * one command: two HGETs could straddle a settle. */
+export function budgetOf(org, user = null) {
+  const key = `ias:budget:${org}:${budgetMonth()}${user ? `:u:${user}` : ''}`;
+  const [used, reserved] = redisCli('HMGET', key, 'used', 'reserved').split('\n');
+  return { used: Number(used || 0), reserved: Number(reserved || 0) };
+}
