@@ -1,4 +1,4 @@
-/* OpenAI chat/completion request validation (see ias/openai.h). */
+/* OpenAI chat/completion/embedding request validation (see ias/openai.h). */
 #include "ias/openai.h"
 
 #include <cjson/cJSON.h>
@@ -454,20 +454,20 @@ static int empty_array(ias_openai_error *err, const char *param)
                 param);
 }
 
-static int too_many_prompts(ias_openai_error *err, size_t count)
+static int too_many_prompts(ias_openai_error *err, const char *key, size_t max, size_t count)
 {
-    return fail(err, "prompt",
-                "Invalid 'prompt': array too long. Expected an array with maximum length %d, but "
+    return fail(err, key,
+                "Invalid '%s': array too long. Expected an array with maximum length %zu, but "
                 "got an array with length %zu instead.",
-                IAS_OPENAI_MAX_PROMPTS, count);
+                key, max, count);
 }
 
-static int too_many_token_ids(ias_openai_error *err)
+static int too_many_token_ids(ias_openai_error *err, const char *key)
 {
-    return fail(err, "prompt",
-                "Invalid 'prompt': too many token ids. Expected at most %d token ids over all "
+    return fail(err, key,
+                "Invalid '%s': too many token ids. Expected at most %d token ids over all "
                 "prompts.",
-                IAS_OPENAI_MAX_TOKEN_IDS);
+                key, IAS_OPENAI_MAX_TOKEN_IDS);
 }
 
 /* One token id: an integer in [0, 2^31 - 1], as vLLM and OpenAI take them. */
@@ -488,25 +488,25 @@ static int check_token_id(const cJSON *v, const char *param, ias_openai_error *e
     return IAS_OK;
 }
 
-/* prompt[i] of an array of token-id arrays: a non-empty array of token ids. */
-static int parse_token_prompt(const cJSON *v, size_t i, ias_openai_request *out,
+/* key[i] of an array of token-id arrays: a non-empty array of token ids. */
+static int parse_token_prompt(const cJSON *v, const char *key, size_t i, ias_openai_request *out,
                               ias_openai_error *err)
 {
     const cJSON *it;
     size_t count, j = 0;
     char param[48];
 
-    snprintf(param, sizeof(param), "prompt[%zu]", i);
+    snprintf(param, sizeof(param), "%s[%zu]", key, i);
     if (!cJSON_IsArray(v))
         return type_error(err, param, "an array", v);
     count = (size_t)cJSON_GetArraySize(v);
     if (count == 0)
         return empty_array(err, param);
     if (count > IAS_OPENAI_MAX_TOKEN_IDS - out->ntoken_ids)
-        return too_many_token_ids(err);
+        return too_many_token_ids(err, key);
     cJSON_ArrayForEach(it, v)
     {
-        snprintf(param, sizeof(param), "prompt[%zu][%zu]", i, j++);
+        snprintf(param, sizeof(param), "%s[%zu][%zu]", key, i, j++);
         if (check_token_id(it, param, err) != IAS_OK)
             return IAS_ERR;
     }
@@ -514,20 +514,22 @@ static int parse_token_prompt(const cJSON *v, size_t i, ias_openai_request *out,
     return IAS_OK;
 }
 
-/* "prompt", as OpenAI and vLLM take it: a string, an array of strings, an array
- * of token ids (one prompt), or an array of arrays of token ids (one prompt
- * each). The first element of an array decides which; an element of another
- * kind is an error naming it, so a prompt is never half text, half ids. */
-static int parse_prompt(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+/* Completions' "prompt" and embeddings' "input" (key), as OpenAI and vLLM take
+ * them: a string, an array of strings, an array of token ids (one prompt), or
+ * an array of arrays of token ids (one prompt each); at most max prompts. The
+ * first element of an array decides which; an element of another kind is an
+ * error naming it, so a prompt is never half text, half ids. */
+static int parse_prompt(const cJSON *body, const char *key, size_t max, ias_openai_request *out,
+                        ias_openai_error *err)
 {
     const cJSON *v, *first, *it;
     size_t count, i = 0;
     char param[48];
 
-    if (get_unique(body, "prompt", "", &v, err) != IAS_OK)
+    if (get_unique(body, key, "", &v, err) != IAS_OK)
         return IAS_ERR;
     if (!given(v))
-        return fail(err, "prompt", "'prompt' is a required property");
+        return fail(err, key, "'%s' is a required property", key);
     out->prompt = v;
     if (cJSON_IsString(v)) {
         out->nmessages = out->nprompts = 1;
@@ -535,18 +537,18 @@ static int parse_prompt(const cJSON *body, ias_openai_request *out, ias_openai_e
         return IAS_OK;
     }
     if (!cJSON_IsArray(v))
-        return type_error(err, "prompt", "a string or an array", v);
+        return type_error(err, key, "a string or an array", v);
     count = (size_t)cJSON_GetArraySize(v);
     if (count == 0)
-        return empty_array(err, "prompt");
+        return empty_array(err, key);
     first = v->child;
     if (cJSON_IsString(first)) {
-        if (count > IAS_OPENAI_MAX_PROMPTS)
-            return too_many_prompts(err, count);
+        if (count > max)
+            return too_many_prompts(err, key, max, count);
         cJSON_ArrayForEach(it, v)
         {
             if (!cJSON_IsString(it)) {
-                snprintf(param, sizeof(param), "prompt[%zu]", i);
+                snprintf(param, sizeof(param), "%s[%zu]", key, i);
                 return type_error(err, param, "a string", it);
             }
             out->text_bytes += strlen(it->valuestring);
@@ -558,10 +560,10 @@ static int parse_prompt(const cJSON *body, ias_openai_request *out, ias_openai_e
     if (cJSON_IsNumber(first)) {
         /* One prompt of token ids. */
         if (count > IAS_OPENAI_MAX_TOKEN_IDS)
-            return too_many_token_ids(err);
+            return too_many_token_ids(err, key);
         cJSON_ArrayForEach(it, v)
         {
-            snprintf(param, sizeof(param), "prompt[%zu]", i++);
+            snprintf(param, sizeof(param), "%s[%zu]", key, i++);
             if (check_token_id(it, param, err) != IAS_OK)
                 return IAS_ERR;
         }
@@ -571,18 +573,66 @@ static int parse_prompt(const cJSON *body, ias_openai_request *out, ias_openai_e
         return IAS_OK;
     }
     if (cJSON_IsArray(first)) {
-        if (count > IAS_OPENAI_MAX_PROMPTS)
-            return too_many_prompts(err, count);
+        if (count > max)
+            return too_many_prompts(err, key, max, count);
         cJSON_ArrayForEach(it, v)
         {
-            if (parse_token_prompt(it, i++, out, err) != IAS_OK)
+            if (parse_token_prompt(it, key, i++, out, err) != IAS_OK)
                 return IAS_ERR;
         }
         out->prompt_token_ids = true;
         out->nmessages = out->nprompts = count;
         return IAS_OK;
     }
-    return type_error(err, "prompt[0]", "a string, an integer or an array", first);
+    snprintf(param, sizeof(param), "%s[0]", key);
+    return type_error(err, param, "a string, an integer or an array", first);
+}
+
+/* Embeddings' "encoding_format": "float" (the default) or "base64". */
+static int parse_encoding_format(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v;
+
+    if (get_unique(body, "encoding_format", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    out->encoding_base64 = false;
+    if (!given(v))
+        return IAS_OK;
+    if (!cJSON_IsString(v))
+        return type_error(err, "encoding_format", "a string", v);
+    if (strcmp(v->valuestring, "base64") == 0)
+        out->encoding_base64 = true;
+    else if (strcmp(v->valuestring, "float") != 0)
+        return fail(err, "encoding_format",
+                    "Invalid value for 'encoding_format': expected one of 'float', 'base64'.");
+    return IAS_OK;
+}
+
+/* Embeddings' "dimensions": a positive integer (models that support it cut
+ * their vectors to that size; the others refuse it themselves). */
+static int parse_dimensions(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v;
+
+    if (get_unique(body, "dimensions", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    out->dimensions = 0;
+    if (!given(v))
+        return IAS_OK;
+    if (!is_integral(v))
+        return type_error(err, "dimensions", "an integer", v);
+    if (v->valuedouble < 1)
+        return fail(err, "dimensions",
+                    "Invalid 'dimensions': integer below minimum value. Expected a value >= 1, "
+                    "but got %.17g instead.",
+                    v->valuedouble);
+    if (v->valuedouble > IAS_OPENAI_MAX_DIMENSIONS)
+        return fail(err, "dimensions",
+                    "Invalid 'dimensions': integer above maximum value. Expected a value <= %d, "
+                    "but got %.17g instead.",
+                    IAS_OPENAI_MAX_DIMENSIONS, v->valuedouble);
+    out->dimensions = (int)v->valuedouble;
+    return IAS_OK;
 }
 
 static int begin(const cJSON *body, ias_openai_kind kind, ias_openai_request *out,
@@ -625,13 +675,27 @@ int ias_openai_parse_completion(const cJSON *body, ias_openai_request *out, ias_
 {
     if (begin(body, IAS_OPENAI_COMPLETION, out, err) != IAS_OK)
         return IAS_ERR;
-    if (parse_prompt(body, out, err) != IAS_OK)
+    if (parse_prompt(body, "prompt", IAS_OPENAI_MAX_PROMPTS, out, err) != IAS_OK)
         return IAS_ERR;
     if (parse_common(body, out, err) != IAS_OK)
         return IAS_ERR;
     /* As OpenAI: n completions for every prompt. */
     out->nchoices = (size_t)out->n * out->nprompts;
     return IAS_OK;
+}
+
+int ias_openai_parse_embedding(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    if (begin(body, IAS_OPENAI_EMBEDDING, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_prompt(body, "input", IAS_OPENAI_MAX_INPUTS, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_encoding_format(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    if (parse_dimensions(body, out, err) != IAS_OK)
+        return IAS_ERR;
+    /* Nothing is generated: no stream, no max_tokens, no choices. */
+    return parse_user(body, out, err);
 }
 
 uint64_t ias_openai_estimate_prompt_tokens(const ias_openai_request *req)
@@ -689,4 +753,17 @@ const char *ias_openai_role_name(ias_openai_role role)
     if ((size_t)role >= IAS_ARRAY_LEN(role_names))
         return "user";
     return role_names[role];
+}
+
+const char *ias_openai_kind_path(ias_openai_kind kind)
+{
+    switch (kind) {
+    case IAS_OPENAI_CHAT:
+        return "/v1/chat/completions";
+    case IAS_OPENAI_COMPLETION:
+        return "/v1/completions";
+    case IAS_OPENAI_EMBEDDING:
+        return "/v1/embeddings";
+    }
+    return "/v1/completions"; /* unreachable: every kind is listed */
 }

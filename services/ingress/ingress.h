@@ -204,6 +204,7 @@ void ingress_pipe_abort(ingress_pipe *p);
 
 void ingress_handle_chat(ias_req *req, void *ctx);
 void ingress_handle_completions(ias_req *req, void *ctx);
+void ingress_handle_embeddings(ias_req *req, void *ctx);
 void ingress_handle_mgmt(ias_req *req, void *ctx);
 
 /* Shared by handlers: the worker state of a request. */

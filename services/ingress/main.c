@@ -16,7 +16,8 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_AMQP_URL", IAS_CFG_STR, "", 0, 0, "RabbitMQ for config.keys.changed (empty: none)"},
     {"IAS_USERS_URL", IAS_CFG_URL, NULL, 0, 0, "users service (keys, models, management)"},
     {"IAS_ROUTER_URL", IAS_CFG_STR, NULL, 0, 0,
-     "router for /v1 completions: http://host:port, or unix:/path/router.sock for a router in "
+     "router for /v1 completions and embeddings: http://host:port, or unix:/path/router.sock for a "
+     "router in "
      "the same pod (its IAS_UNIX_SOCKET)"},
     {"IAS_PDP_URL", IAS_CFG_STR, "", 0, 0, "policy decision point (empty: built-in decision)"},
     {"IAS_REGION", IAS_CFG_STR, "", 0, 0,
@@ -52,6 +53,7 @@ static const ias_cfg_row config_rows[] = {
 static const ias_route routes[] = {
     {"POST", "/v1/chat/completions", ingress_handle_chat},
     {"POST", "/v1/completions", ingress_handle_completions},
+    {"POST", "/v1/embeddings", ingress_handle_embeddings},
     {"GET", "/v1/models", ingress_handle_models},
     {"GET", "/v1/models/{*model}", ingress_handle_model},
     {"GET", "/api/v1/{*rest}", ingress_handle_mgmt},

@@ -1,4 +1,4 @@
-/* POST /v1/chat/completions and /v1/completions:
+/* POST /v1/chat/completions, /v1/completions and /v1/embeddings:
  *   key -> validate -> rate limit -> model -> policy -> budget reserve -> router.
  * Each step may answer from memory or wait for Redis / users / pdp; the chain
  * continues from the step's callback. Whatever fails before the router got the
@@ -158,8 +158,7 @@ static void forward(v1_call *c)
     size_t url_len = 0;
     url[0] = '\0';
     ias_str_append_cut(url, sizeof(url), &url_len, ctx->router_url);
-    ias_str_append_cut(url, sizeof(url), &url_len,
-                       c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
+    ias_str_append_cut(url, sizeof(url), &url_len, ias_openai_kind_path(c->kind));
     /* Built from scratch: nothing the client sent as X-Ias-* can reach the router. */
     h[n++] = (ias_http_header){"Content-Type", "application/json"};
     if (accept)
@@ -256,7 +255,7 @@ static void on_reserved(const ias_budget_result *res, void *arg)
                     : res->user_remaining);
         return;
     }
-    if (c->oreq.max_tokens == 0) {
+    if (c->oreq.max_tokens == 0 && c->kind != IAS_OPENAI_EMBEDDING) {
         /* Clamp every completion to an equal share of what the reservation
          * covers beyond the prompt: k x max_tokens + prompt <= granted. min
          * was prompt_est + k, so the share is at least 1. */
@@ -287,7 +286,15 @@ static void reserve(v1_call *c)
         return;
     }
     c->prompt_est = (int64_t)ias_openai_estimate_prompt_tokens(&c->oreq);
-    if (c->oreq.max_tokens > 0) {
+    if (c->kind == IAS_OPENAI_EMBEDDING) {
+        /* Nothing is generated: the inputs are the whole bill, each one at
+         * most a context long. No clamp follows, so all or nothing. */
+        int64_t in_cap = c->context_length > 0
+                             ? mul_sat((int64_t)c->oreq.nprompts, c->context_length)
+                             : INT64_MAX;
+        want = c->prompt_est < in_cap ? c->prompt_est : in_cap;
+        min = want;
+    } else if (c->oreq.max_tokens > 0) {
         want = add_sat(c->prompt_est, mul_sat(k, c->oreq.max_tokens));
         if (want > cap)
             want = cap; /* the estimate is rough; the context is a hard cap */
@@ -446,8 +453,9 @@ static void with_key(v1_call *c)
                 "We could not parse the JSON body of your request.");
         return;
     }
-    rc = c->kind == IAS_OPENAI_CHAT ? ias_openai_parse_chat(c->body, &c->oreq, &err)
-                                    : ias_openai_parse_completion(c->body, &c->oreq, &err);
+    rc = c->kind == IAS_OPENAI_CHAT        ? ias_openai_parse_chat(c->body, &c->oreq, &err)
+         : c->kind == IAS_OPENAI_EMBEDDING ? ias_openai_parse_embedding(c->body, &c->oreq, &err)
+                                           : ias_openai_parse_completion(c->body, &c->oreq, &err);
     if (rc != IAS_OK) {
         V1_FAIL(c, 400, "invalid_request_error", NULL, err.param[0] ? err.param : NULL, "%s",
                 err.message);
@@ -500,4 +508,10 @@ void ingress_handle_completions(ias_req *req, void *ctx)
 {
     (void)ctx;
     handle(req, IAS_OPENAI_COMPLETION);
+}
+
+void ingress_handle_embeddings(ias_req *req, void *ctx)
+{
+    (void)ctx;
+    handle(req, IAS_OPENAI_EMBEDDING);
 }

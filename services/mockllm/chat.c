@@ -71,11 +71,8 @@ static void pump(mock_gen *g);
 
 /* ---- errors, as vLLM shapes them: {"error":{"message","type","param","code":<int>}} ---- */
 
-static void reply_vllm_error(ias_req *r, int status, const char *type, const char *param,
-                             const char *fmt, ...) IAS_PRINTF(5, 6);
-
-static void reply_vllm_error(ias_req *r, int status, const char *type, const char *param,
-                             const char *fmt, ...)
+void mock_reply_error(ias_req *r, int status, const char *type, const char *param, const char *fmt,
+                      ...)
 {
     cJSON *root = cJSON_CreateObject(), *err = cJSON_CreateObject();
     char msg[512];
@@ -98,7 +95,7 @@ static void reply_vllm_error(ias_req *r, int status, const char *type, const cha
     cJSON_Delete(root);
 }
 
-static const char *error_type(int status)
+const char *mock_error_type(int status)
 {
     switch (status) {
     case 400:
@@ -503,7 +500,7 @@ static int plan(mock_gen *g, const ias_openai_request *req)
     for (size_t i = 0; i < g->nprompts; i++) {
         prompt = g->prompts[i].prompt_tokens;
         if (prompt >= ctx->context_len) {
-            reply_vllm_error(g->r, 400, "BadRequestError", "input_tokens",
+            mock_reply_error(g->r, 400, "BadRequestError", "input_tokens",
                              "This model's maximum context length is %lld tokens. However, your "
                              "request has %lld input tokens. Please reduce the length of the "
                              "input messages.",
@@ -511,7 +508,7 @@ static int plan(mock_gen *g, const ias_openai_request *req)
             return IAS_ERR;
         }
         if (req->max_tokens > 0 && prompt + req->max_tokens > ctx->context_len) {
-            reply_vllm_error(g->r, 400, "BadRequestError", "max_tokens",
+            mock_reply_error(g->r, 400, "BadRequestError", "max_tokens",
                              "'max_tokens' or 'max_completion_tokens' is too large: %ld. This "
                              "model's maximum context length is %lld tokens and your request "
                              "has %lld input tokens (%ld > %lld - %lld).",
@@ -596,19 +593,19 @@ static void handle(ias_req *r, mock_ctx *ctx, bool chat)
     mock_gen *g;
 
     if (mock_params_for_request(&ctx->defaults, r, &params, err, sizeof(err)) != IAS_OK) {
-        reply_vllm_error(r, 400, "BadRequestError", NULL, "%s", err);
+        mock_reply_error(r, 400, "BadRequestError", NULL, "%s", err);
         return;
     }
     /* Faults come first: a failing backend does not look at the body. */
     if (params.fault.kind == MOCK_FAULT_STATUS) {
-        reply_vllm_error(r, (int)params.fault.arg, error_type((int)params.fault.arg), NULL,
+        mock_reply_error(r, (int)params.fault.arg, mock_error_type((int)params.fault.arg), NULL,
                          "mock fault: status %ld", params.fault.arg);
         return;
     }
     if (ias_random_bytes(rnd, sizeof(rnd)) != IAS_OK)
         ias_die("mockllm: no randomness");
     if (params.error_rate > 0 && (double)(load64(rnd + 16) >> 11) * 0x1.0p-53 < params.error_rate) {
-        reply_vllm_error(r, 500, "InternalServerError", NULL, "mock fault: injected error");
+        mock_reply_error(r, 500, "InternalServerError", NULL, "mock fault: injected error");
         return;
     }
     if (params.fault.kind == MOCK_FAULT_HANG) {
@@ -621,11 +618,11 @@ static void handle(ias_req *r, mock_ctx *ctx, bool chat)
         return; /* answered 400 */
     if ((chat ? ias_openai_parse_chat(body, &req, &perr)
               : ias_openai_parse_completion(body, &req, &perr)) != IAS_OK) {
-        reply_vllm_error(r, 400, "BadRequestError", perr.param, "%s", perr.message);
+        mock_reply_error(r, 400, "BadRequestError", perr.param, "%s", perr.message);
         return;
     }
     if (strcmp(req.model, ctx->model) != 0) {
-        reply_vllm_error(r, 404, "NotFoundError", "model", "The model `%s` does not exist.",
+        mock_reply_error(r, 404, "NotFoundError", "model", "The model `%s` does not exist.",
                          req.model);
         return;
     }

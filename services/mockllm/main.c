@@ -33,6 +33,7 @@ static const ias_route routes[] = {
     {"GET", "/v1/models", mock_handle_models},
     {"POST", "/v1/chat/completions", mock_handle_chat},
     {"POST", "/v1/completions", mock_handle_completions},
+    {"POST", "/v1/embeddings", mock_handle_embeddings},
 };
 
 /* Checks what the config table cannot express; prints every problem. */

@@ -117,5 +117,19 @@ typedef struct mock_ctx {
 void mock_handle_models(ias_req *r, void *ctx);
 void mock_handle_chat(ias_req *r, void *ctx);
 void mock_handle_completions(ias_req *r, void *ctx);
+/* An error as vLLM shapes it: {"error":{"message","type","param","code":<status>}}. */
+void mock_reply_error(ias_req *r, int status, const char *type, const char *param, const char *fmt,
+                      ...) IAS_PRINTF(5, 6);
+/* vLLM's error type for a status ("BadRequestError", "NotFoundError", ...). */
+const char *mock_error_type(int status);
+
+/* ---- embed.c: POST /v1/embeddings ---- */
+
+enum {
+    MOCK_EMBED_DIMS = 16,       /* vector size when the request gives no "dimensions" */
+    MOCK_EMBED_MAX_DIMS = 4096, /* largest "dimensions" the mock produces */
+};
+
+void mock_handle_embeddings(ias_req *r, void *ctx);
 
 #endif

@@ -387,14 +387,15 @@ static int prompt_content(router_guard *g, cJSON *content, ias_gr_prompt_result 
     return IAS_OK;
 }
 
-int router_guard_prompt(router_guard *g, cJSON *body, bool chat, char *msg, size_t msglen)
+int router_guard_prompt(router_guard *g, cJSON *body, ias_openai_kind kind, char *msg,
+                        size_t msglen)
 {
     ias_gr_prompt_result res;
     cJSON *m;
     int rc = IAS_OK;
 
     memset(&res, 0, sizeof(res));
-    if (chat) {
+    if (kind == IAS_OPENAI_CHAT) {
         cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(body, "messages"))
         {
             if ((rc = prompt_content(g, cJSON_GetObjectItemCaseSensitive(m, "content"), &res)) !=
@@ -402,7 +403,10 @@ int router_guard_prompt(router_guard *g, cJSON *body, bool chat, char *msg, size
                 break;
         }
     } else {
-        rc = prompt_content(g, cJSON_GetObjectItemCaseSensitive(body, "prompt"), &res);
+        rc = prompt_content(g,
+                            cJSON_GetObjectItemCaseSensitive(
+                                body, kind == IAS_OPENAI_EMBEDDING ? "input" : "prompt"),
+                            &res);
     }
     for (size_t i = 0; i < res.nv; i++)
         add_viol(g, &res.v[i], "prompt");

@@ -78,6 +78,7 @@ static unsigned settle_wait_ms;
 static const ias_route routes[] = {
     {"POST", "/v1/chat/completions", router_handle_chat},
     {"POST", "/v1/completions", router_handle_completions},
+    {"POST", "/v1/embeddings", router_handle_embeddings},
 };
 
 static void load_cfg(const ias_config *cfg, router_cfg *c)

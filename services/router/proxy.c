@@ -714,13 +714,17 @@ static void on_up_done(ias_http_call *call, ias_http_result result, void *arg)
     if (st)
         router_balance_success(st);
     c->status = status;
-    if (status == 200 &&
-        router_usage_body(&c->usage, c->body_buf.p ? c->body_buf.p : "", c->body_buf.len) != IAS_OK)
+    if (status == 200 && (c->kind == IAS_OPENAI_EMBEDDING
+                              ? router_usage_embedding(
+                                    &c->usage, c->body_buf.p ? c->body_buf.p : "", c->body_buf.len)
+                              : router_usage_body(&c->usage, c->body_buf.p ? c->body_buf.p : "",
+                                                  c->body_buf.len)) != IAS_OK)
         ias_warn(&c->log, "request %s: upstream body is not JSON", c->request_id);
     if (c->r != NULL) {
         char *filtered = NULL;
 
-        if (status == 200 && c->body_buf.p != NULL &&
+        /* Output guardrails read generated text; vectors have none. */
+        if (status == 200 && c->body_buf.p != NULL && c->kind != IAS_OPENAI_EMBEDDING &&
             router_guard_body(c->guard, c->kind == IAS_OPENAI_CHAT, c->body_buf.p, c->body_buf.len,
                               &filtered) != IAS_OK)
             filtered = NULL;
@@ -855,8 +859,7 @@ static void attempt(rcall *c)
         h[nh++] = (ias_http_header){"traceparent", c->traceparent};
     for (size_t k = 0; k < c->nfwd; k++)
         h[nh++] = c->fwd[k];
-    url = ias_xasprintf("%s%s", b->url,
-                        c->kind == IAS_OPENAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
+    url = ias_xasprintf("%s%s", b->url, ias_openai_kind_path(c->kind));
     body = upstream_body(c, b, &body_len, &owned);
     ias_http_request req = {.method = "POST",
                             .url = url,
@@ -931,7 +934,8 @@ static void guard_ready(rcall *c, int status, const char *why)
         return;
     }
     /* The output matcher follows one stream of text; several choices (n > 1,
-     * or several prompts) interleave in one response. */
+     * or several prompts) interleave in one response. An embedding generates
+     * no text: output rules do not apply to it (nchoices is 0). */
     if (router_guard_has_output(c->guard) && c->nchoices > 1) {
         fail_reply_param(c, 400, "invalid_request_error", c->n > 1 ? "n" : "prompt",
                          "More than one choice (n > 1 or several prompts) is not supported "
@@ -940,15 +944,19 @@ static void guard_ready(rcall *c, int status, const char *why)
     }
     /* Prompt rules read text: token ids would pass them unchecked. */
     if (c->prompt_token_ids && router_guard_has_prompt(c->guard)) {
-        fail_reply_param(c, 400, "invalid_request_error", "prompt",
-                         "Token-id prompts are not supported under prompt guardrails: they "
-                         "cannot be checked. Send the prompt as text.");
+        if (c->kind == IAS_OPENAI_EMBEDDING)
+            fail_reply_param(c, 400, "invalid_request_error", "input",
+                             "Token-id inputs are not supported under prompt guardrails: they "
+                             "cannot be checked. Send the input as text.");
+        else
+            fail_reply_param(c, 400, "invalid_request_error", "prompt",
+                             "Token-id prompts are not supported under prompt guardrails: they "
+                             "cannot be checked. Send the prompt as text.");
         return;
     }
     /* redaction rewrites the tree: from now on the upstream body is printed from it */
     c->body_dirty = c->guard != NULL;
-    if (router_guard_prompt(c->guard, c->body, c->kind == IAS_OPENAI_CHAT, msg, sizeof(msg)) !=
-        IAS_OK) {
+    if (router_guard_prompt(c->guard, c->body, c->kind, msg, sizeof(msg)) != IAS_OK) {
         fail_reply(c, 400, "content_policy_violation", "%s", msg);
         return;
     }
@@ -1055,10 +1063,11 @@ static void handle(ias_req *r, router_ctx *ctx, ias_openai_kind kind)
         return;
     }
     if (raw_path) {
-        c->stream = stream;
+        c->stream = stream && kind != IAS_OPENAI_EMBEDDING; /* embeddings never stream */
         c->prompt_estimate = estimate;
-    } else if ((kind == IAS_OPENAI_CHAT
-                    ? ias_openai_parse_chat(body, &oreq, &oerr)
+    } else if ((kind == IAS_OPENAI_CHAT ? ias_openai_parse_chat(body, &oreq, &oerr)
+                : kind == IAS_OPENAI_EMBEDDING
+                    ? ias_openai_parse_embedding(body, &oreq, &oerr)
                     : ias_openai_parse_completion(body, &oreq, &oerr)) != IAS_OK) {
         c->status = 400;
         ias_req_on_close(r, NULL, NULL);
@@ -1116,4 +1125,9 @@ void router_handle_chat(ias_req *r, void *ctx)
 void router_handle_completions(ias_req *r, void *ctx)
 {
     handle(r, ctx, IAS_OPENAI_COMPLETION);
+}
+
+void router_handle_embeddings(ias_req *r, void *ctx)
+{
+    handle(r, ctx, IAS_OPENAI_EMBEDDING);
 }

@@ -16,6 +16,7 @@
 #include "ias/common.h"
 #include "ias/http_server.h"
 #include "ias/metrics.h"
+#include "ias/openai.h"
 
 typedef struct ias_http_client ias_http_client;
 typedef struct ias_redis_async ias_redis_async;
@@ -162,8 +163,10 @@ int router_guard_new(const char *header, router_guard **out, char *why,
  * first); IAS_ERR: why. */
 int router_guard_resolve(router_guard *g, router_ctx *ctx, router_worker *w, const ias_log_ctx *log,
                          router_guard_ready_cb cb, void *arg, char *why, size_t whylen);
-/* Prompt side, in place on the request tree. IAS_ERR: refused (msg). */
-int router_guard_prompt(router_guard *g, cJSON *body, bool chat, char *msg, size_t msglen);
+/* Prompt side, in place on the request tree: chat messages' text, a
+ * completion's "prompt" or an embedding's "input" strings. IAS_ERR: refused (msg). */
+int router_guard_prompt(router_guard *g, cJSON *body, ias_openai_kind kind, char *msg,
+                        size_t msglen);
 bool router_guard_has_output(const router_guard *g);
 /* Some profile has prompt rules (deny patterns or PII redaction). */
 bool router_guard_has_prompt(const router_guard *g);
@@ -180,6 +183,7 @@ void router_guard_free(router_guard *g);   /* cancels a pending fetch */
 /* ---- proxy.c ---- */
 void router_handle_chat(ias_req *r, void *ctx);
 void router_handle_completions(ias_req *r, void *ctx);
+void router_handle_embeddings(ias_req *r, void *ctx);
 /* Frees the worker's spare call records (at worker teardown). */
 void router_proxy_worker_fini(router_worker *rw);
 

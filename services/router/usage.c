@@ -316,6 +316,7 @@ static bool usage_chunk_fast(router_usage *u, const char *data, size_t len)
 typedef struct scan_result {
     bool usage_object; /* the first "usage" member is an object */
     bool have_usage;   /* ... with numbers as prompt_tokens and completion_tokens */
+    bool have_prompt;  /* ... with a number as prompt_tokens (embeddings have no completion) */
     double prompt, completion;
     bool choices_seen;  /* there is a "choices" member */
     bool choices_array; /* the first one is an array */
@@ -358,9 +359,12 @@ static int scan_usage(ias_json_cursor *cur, const char *s, scan_result *r)
     if (rc != IAS_JSON_DONE)
         return IAS_ERR;
     ias_json_scan_leave(cur, &obj);
+    if (num_p) {
+        r->have_prompt = true;
+        r->prompt = p;
+    }
     if (num_p && num_c) {
         r->have_usage = true; /* set_usage checks the range */
-        r->prompt = p;
         r->completion = c;
     }
     return IAS_OK;
@@ -573,6 +577,36 @@ int router_usage_body(router_usage *u, const char *body, size_t len)
     choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
     if (cJSON_IsArray(choices))
         count_choices(u, choices);
+    u->done = true;
+    cJSON_Delete(root);
+    return IAS_OK;
+}
+
+int router_usage_embedding(router_usage *u, const char *body, size_t len)
+{
+    scan_result r;
+    cJSON *root;
+    const cJSON *p;
+    int rc = scan_response(body, len, &r);
+
+    if (rc == IAS_ERR)
+        return IAS_ERR;
+    if (rc == IAS_OK) {
+        if (r.have_prompt)
+            set_usage(u, r.prompt, 0);
+        u->done = true;
+        return IAS_OK;
+    }
+    /* bytes the strict scan refused (cJSON is more lenient) */
+    root = cJSON_ParseWithLength(body, len);
+    if (root == NULL || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return IAS_ERR;
+    }
+    p = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "usage"),
+                                         "prompt_tokens");
+    if (cJSON_IsNumber(p))
+        set_usage(u, p->valuedouble, 0);
     u->done = true;
     cJSON_Delete(root);
     return IAS_OK;

@@ -49,6 +49,10 @@ size_t router_sse_event_end_lf(const char *buf, size_t len);
 int router_usage_chunk(router_usage *u, const char *data, size_t len, bool *usage_only);
 /* Reads "usage" of a non-streaming JSON body; counts choices' text if absent. */
 int router_usage_body(router_usage *u, const char *body, size_t len);
+/* Reads "usage.prompt_tokens" of an embeddings body (there is no completion:
+ * completion stays 0). No usage: have_usage stays false and the caller bills
+ * its own prompt estimate. IAS_ERR when the body is no JSON object. */
+int router_usage_embedding(router_usage *u, const char *body, size_t len);
 
 /* The completion tokens to bill: upstream's count when it reported one and the
  * response completed, else our own count. */

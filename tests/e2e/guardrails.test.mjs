@@ -286,6 +286,42 @@ test('prompt rules cannot read token ids (400); output rules follow one choice o
   assert.equal(freeIds.choices.length, 2);
 });
 
+test('embeddings: prompt rules check and redact text inputs, refuse token ids; output rules do not apply', { skip }, async () => {
+  // Org A (prompt rules): a denied word in any input refuses the request.
+  for (const input of ['my Password: hunter2', ['fine', 'password= x']]) {
+    await assert.rejects(sdk(tA.key).embeddings.create({ model: MODEL, input }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, e.constructor.name);
+      assert.equal(e.code, 'content_policy_violation');
+      assert.match(e.message, /pw/);
+      return true;
+    });
+  }
+  // Redaction: mockllm's vectors are seeded from the text it received, so A's
+  // vector of the e-mail equals the vector of the redacted text sent by C.
+  const red = await sdk(tA.key).embeddings.create({ model: MODEL, input: ['mail bob@example.com', 'plain words'] });
+  const want = await sdk(tC.key).embeddings.create({ model: MODEL, input: ['mail [REDACTED_EMAIL]', 'plain words'] });
+  assert.deepEqual(red.data.map((d) => d.embedding), want.data.map((d) => d.embedding));
+  const raw = await sdk(tC.key).embeddings.create({ model: MODEL, input: 'mail bob@example.com' });
+  assert.notDeepEqual(raw.data[0].embedding, red.data[0].embedding);
+  // Token ids cannot be read by prompt rules: 400, as for completions.
+  for (const input of [[1, 2, 3], [[1, 2], [3]]]) {
+    await assert.rejects(sdk(tA.key).embeddings.create({ model: MODEL, input }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, e.constructor.name);
+      assert.equal(e.param, 'input');
+      assert.match(e.message, /Token-id inputs are not supported under prompt guardrails/);
+      return true;
+    });
+  }
+  // Org B (output rules only): vectors carry no text; several inputs and ids pass.
+  const out = await sdk(tB.key).embeddings.create({ model: MODEL, input: ['purple elephant', 'b'] });
+  assert.equal(out.data.length, 2);
+  const ids = await sdk(tB.key).embeddings.create({ model: MODEL, input: [[4, 5], [6]] });
+  assert.equal(ids.data.length, 2);
+  const ev = await waitFor(() => audits.find((a) => a.body.org_id === tA.org && a.body.details.rule === 'pw' &&
+    a.body.request_id && a.body.details.side === 'prompt'));
+  assert.ok(ev && validateAudit(ev.body), JSON.stringify(validateAudit.errors));
+});
+
 test('router without a pdp refuses requests that carry guardrails (503)', { skip }, async () => {
   const bare = await startService('router', {
     IAS_USERS_URL: 'http://127.0.0.1:1', IAS_REGISTRY_FILE: writeRegistry(), IAS_SPOOL_DIR: scratchPath('r2'),

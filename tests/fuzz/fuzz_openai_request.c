@@ -1,4 +1,4 @@
-/* libFuzzer target: arbitrary bytes -> cJSON -> both OpenAI request parsers.
+/* libFuzzer target: arbitrary bytes -> cJSON -> the three OpenAI request parsers.
  * Checks no crash, no leak, and the invariants the handlers rely on. */
 #include "ias/openai.h"
 
@@ -25,9 +25,12 @@ static void check_ok(const ias_openai_request *req)
         abort();
     if (req->n < 1 || req->n > IAS_OPENAI_MAX_N || req->nstop > IAS_OPENAI_MAX_STOP)
         abort();
-    /* Budgets reserve for nchoices completions: it must be n per prompt. */
-    if (req->nprompts < 1 || req->nprompts > IAS_OPENAI_MAX_PROMPTS ||
-        req->nchoices != (size_t)req->n * req->nprompts ||
+    /* Budgets reserve for nchoices completions: it must be n per prompt (none
+     * for an embedding, which generates nothing). */
+    if (req->nprompts < 1 ||
+        req->nprompts >
+            (req->kind == IAS_OPENAI_EMBEDDING ? IAS_OPENAI_MAX_INPUTS : IAS_OPENAI_MAX_PROMPTS) ||
+        req->nchoices != (req->kind == IAS_OPENAI_EMBEDDING ? 0 : (size_t)req->n * req->nprompts) ||
         req->ntoken_ids > IAS_OPENAI_MAX_TOKEN_IDS ||
         (req->prompt_token_ids ? req->ntoken_ids < req->nprompts || req->text_bytes != 0
                                : req->ntoken_ids != 0))
@@ -35,6 +38,11 @@ static void check_ok(const ias_openai_request *req)
     if (req->max_tokens < 0 || req->max_tokens > IAS_OPENAI_MAX_TOKENS_LIMIT)
         abort();
     if (req->include_usage && !req->stream)
+        abort();
+    if (req->kind == IAS_OPENAI_EMBEDDING
+            ? req->stream || req->max_tokens != 0 || req->n != 1 || req->dimensions < 0 ||
+                  req->dimensions > IAS_OPENAI_MAX_DIMENSIONS
+            : req->dimensions != 0 || req->encoding_base64)
         abort();
     for (size_t i = 0; i < req->nstop; i++) {
         if (req->stop[i] == NULL)
@@ -88,6 +96,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         check_err(&err);
     if (ias_openai_parse_completion(json, &req, &err) == IAS_OK)
+        check_ok(&req);
+    else
+        check_err(&err);
+    if (ias_openai_parse_embedding(json, &req, &err) == IAS_OK)
         check_ok(&req);
     else
         check_err(&err);

@@ -24,6 +24,8 @@ static parsed parse(ias_openai_kind kind, const char *text)
     assert_non_null(p.json);
     if (kind == IAS_OPENAI_CHAT)
         p.rc = ias_openai_parse_chat(p.json, &p.req, &p.err);
+    else if (kind == IAS_OPENAI_EMBEDDING)
+        p.rc = ias_openai_parse_embedding(p.json, &p.req, &p.err);
     else
         p.rc = ias_openai_parse_completion(p.json, &p.req, &p.err);
     return p;
@@ -730,6 +732,176 @@ static void test_foreach_text(void **state)
     cJSON_Delete(p.json);
 }
 
+/* ---- embeddings ---- */
+
+static void test_embedding_forms(void **state)
+{
+    parsed p = parse(IAS_OPENAI_EMBEDDING, "{\"model\":\"e\",\"input\":\"hello world\"}");
+
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.kind, IAS_OPENAI_EMBEDDING);
+    assert_string_equal(p.req.model, "e");
+    assert_int_equal(p.req.nprompts, 1);
+    assert_int_equal(p.req.text_bytes, 11);
+    assert_false(p.req.prompt_token_ids);
+    assert_false(p.req.stream);
+    assert_false(p.req.encoding_base64);
+    assert_int_equal(p.req.dimensions, 0);
+    assert_int_equal(p.req.nchoices, 0);
+    assert_int_equal(p.req.max_tokens, 0);
+    assert_null(p.req.user);
+    assert_string_equal(ias_openai_prompt_at(&p.req, 0)->valuestring, "hello world");
+    /* 11 bytes -> 3, + 4 for the input */
+    assert_int_equal(ias_openai_estimate_prompt_tokens(&p.req), 3 + 4);
+    cJSON_Delete(p.json);
+
+    p = parse(IAS_OPENAI_EMBEDDING,
+              "{\"model\":\"e\",\"input\":[\"ab\",\"cde\"],\"encoding_format\":"
+              "\"base64\",\"dimensions\":8,\"user\":\"u-1\"}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, 2);
+    assert_int_equal(p.req.text_bytes, 5);
+    assert_true(p.req.encoding_base64);
+    assert_int_equal(p.req.dimensions, 8);
+    assert_string_equal(p.req.user, "u-1");
+    assert_string_equal(ias_openai_prompt_at(&p.req, 1)->valuestring, "cde");
+    assert_null(ias_openai_prompt_at(&p.req, 2));
+    cJSON_Delete(p.json);
+
+    p = parse(IAS_OPENAI_EMBEDDING,
+              "{\"model\":\"e\",\"input\":[1,2,3],\"encoding_format\":\"float\"}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_true(p.req.prompt_token_ids);
+    assert_int_equal(p.req.nprompts, 1);
+    assert_int_equal(ias_openai_estimate_prompt_tokens(&p.req), 3);
+    assert_false(p.req.encoding_base64);
+    cJSON_Delete(p.json);
+
+    p = parse(IAS_OPENAI_EMBEDDING, "{\"model\":\"e\",\"input\":[[1,2],[3]]}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_true(p.req.prompt_token_ids);
+    assert_int_equal(p.req.nprompts, 2);
+    assert_int_equal(cJSON_GetArraySize(ias_openai_prompt_at(&p.req, 0)), 2);
+    assert_int_equal(ias_openai_estimate_prompt_tokens(&p.req), 3);
+    cJSON_Delete(p.json);
+
+    /* Completion fields mean nothing here and pass through unread, as unknown
+     * fields do; nulls are absent. */
+    p = parse(IAS_OPENAI_EMBEDDING,
+              "{\"model\":\"e\",\"input\":\"x\",\"stream\":\"yes\",\"max_tokens\":-1,\"n\":0,"
+              "\"truncate_prompt_tokens\":5,\"encoding_format\":null,\"dimensions\":null}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_false(p.req.stream);
+    assert_int_equal(p.req.max_tokens, 0);
+    assert_int_equal(p.req.n, 1);
+    assert_int_equal(p.req.nchoices, 0);
+    assert_non_null(cJSON_GetObjectItem(p.json, "truncate_prompt_tokens"));
+    cJSON_Delete(p.json);
+}
+
+static void test_embedding_errors(void **state)
+{
+    const ias_openai_kind e = IAS_OPENAI_EMBEDDING;
+
+    expect_error(e, "{\"model\":\"e\"}", "input", "'input' is a required property");
+    expect_error(e, "{\"model\":\"e\",\"input\":null}", "input", "'input' is a required property");
+    expect_error(e, "{\"input\":\"x\"}", "model", "'model' is a required property");
+    expect_error(e, "{\"model\":\"e\",\"prompt\":\"x\"}", "input",
+                 "'input' is a required property");
+    expect_error(e, "{\"model\":\"e\",\"input\":[]}", "input",
+                 "Invalid 'input': empty array. Expected an array with minimum length 1, but got "
+                 "an empty array instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":{}}", "input",
+                 "Invalid type for 'input': expected a string or an array, but got an object "
+                 "instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":[\"a\",3]}", "input[1]",
+                 "Invalid type for 'input[1]': expected a string, but got an integer instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":[1,-2]}", "input[1]",
+                 "Invalid 'input[1]': integer below minimum value. Expected a value >= 0, but got "
+                 "-2 instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":[[1],[2,\"x\"]]}", "input[1][1]",
+                 "Invalid type for 'input[1][1]': expected an integer, but got a string instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":[[1],[]]}", "input[1]",
+                 "Invalid 'input[1]': empty array. Expected an array with minimum length 1, but "
+                 "got an empty array instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":[null]}", "input[0]",
+                 "Invalid type for 'input[0]': expected a string, an integer or an array, but got "
+                 "null instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":\"x\",\"input\":\"y\"}", "input",
+                 "Duplicate key 'input' in request body.");
+    expect_error(e, "{\"model\":\"e\",\"input\":\"x\",\"encoding_format\":\"int8\"}",
+                 "encoding_format",
+                 "Invalid value for 'encoding_format': expected one of 'float', 'base64'.");
+    expect_error(e, "{\"model\":\"e\",\"input\":\"x\",\"encoding_format\":1}", "encoding_format",
+                 "Invalid type for 'encoding_format': expected a string, but got an integer "
+                 "instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":\"x\",\"dimensions\":0}", "dimensions",
+                 "Invalid 'dimensions': integer below minimum value. Expected a value >= 1, but "
+                 "got 0 instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":\"x\",\"dimensions\":1.5}", "dimensions",
+                 "Invalid type for 'dimensions': expected an integer, but got a decimal instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":\"x\",\"dimensions\":65537}", "dimensions",
+                 "Invalid 'dimensions': integer above maximum value. Expected a value <= 65536, "
+                 "but got 65537 instead.");
+    expect_error(e, "{\"model\":\"e\",\"input\":\"x\",\"user\":7}", "user",
+                 "Invalid type for 'user': expected a string, but got an integer instead.");
+}
+
+/* {"model":"e","input":[elem x count]} */
+static char *input_body(size_t count, const char *elem)
+{
+    size_t elen = strlen(elem), cap = 64 + count * (elen + 1), len;
+    char *s = malloc(cap);
+
+    assert_non_null(s);
+    len = (size_t)snprintf(s, cap, "{\"model\":\"e\",\"input\":[");
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            s[len++] = ',';
+        memcpy(s + len, elem, elen);
+        len += elen;
+    }
+    memcpy(s + len, "]}", 3);
+    return s;
+}
+
+static void test_embedding_limits(void **state)
+{
+    char *body;
+    parsed p;
+
+    /* OpenAI's 2048 inputs, more than a completion's 1024 prompts */
+    body = input_body(IAS_OPENAI_MAX_INPUTS, "\"x\"");
+    p = parse(IAS_OPENAI_EMBEDDING, body);
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nprompts, IAS_OPENAI_MAX_INPUTS);
+    cJSON_Delete(p.json);
+    free(body);
+    body = input_body(IAS_OPENAI_MAX_INPUTS + 1, "\"x\"");
+    expect_error(IAS_OPENAI_EMBEDDING, body, "input",
+                 "Invalid 'input': array too long. Expected an array with maximum length 2048, "
+                 "but got an array with length 2049 instead.");
+    free(body);
+    body = input_body(IAS_OPENAI_MAX_INPUTS + 1, "[1]");
+    expect_error(IAS_OPENAI_EMBEDDING, body, "input",
+                 "Invalid 'input': array too long. Expected an array with maximum length 2048, "
+                 "but got an array with length 2049 instead.");
+    free(body);
+    body = input_body(IAS_OPENAI_MAX_TOKEN_IDS + 1, "7");
+    expect_error(IAS_OPENAI_EMBEDDING, body, "input",
+                 "Invalid 'input': too many token ids. Expected at most 1000000 token ids over "
+                 "all prompts.");
+    free(body);
+}
+
+static void test_kind_path(void **state)
+{
+    (void)state;
+    assert_string_equal(ias_openai_kind_path(IAS_OPENAI_CHAT), "/v1/chat/completions");
+    assert_string_equal(ias_openai_kind_path(IAS_OPENAI_COMPLETION), "/v1/completions");
+    assert_string_equal(ias_openai_kind_path(IAS_OPENAI_EMBEDDING), "/v1/embeddings");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -754,6 +926,10 @@ int main(void)
         cmocka_unit_test(test_prompt_limits),
         cmocka_unit_test(test_estimate),
         cmocka_unit_test(test_foreach_text),
+        cmocka_unit_test(test_embedding_forms),
+        cmocka_unit_test(test_embedding_errors),
+        cmocka_unit_test(test_embedding_limits),
+        cmocka_unit_test(test_kind_path),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

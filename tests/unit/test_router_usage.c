@@ -169,6 +169,55 @@ static void test_body(void **state)
     assert_int_equal(router_usage_body(&u, "[", 1), IAS_ERR);
 }
 
+/* Embeddings: usage.prompt_tokens alone is usage; completion is 0. */
+static void test_embedding(void **state)
+{
+    static const char vllm[] =
+        "{\"id\":\"embd-1\",\"object\":\"list\",\"data\":[{\"index\":0,\"object\":\"embedding\","
+        "\"embedding\":[0.25,-1e-3,{\"x\":[1]}]}],\"usage\":{\"prompt_tokens\":7,"
+        "\"total_tokens\":7,\"completion_tokens\":0}}";
+    static const char openai[] =
+        "{\"data\":[],\"usage\":{\"prompt_tokens\":12,\"total_tokens\":12}}";
+    static const char none[] = "{\"data\":[]}";
+    static const char negative[] = "{\"usage\":{\"prompt_tokens\":-1}}";
+    static const char lenient[] = "{\"id\":\"a\tb\",\"usage\":{\"prompt_tokens\":3}}";
+    router_usage u;
+
+    /* OpenAI's usage: prompt_tokens and total_tokens only */
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(router_usage_embedding(&u, openai, strlen(openai)), IAS_OK);
+    assert_true(u.have_usage && u.done);
+    assert_int_equal(u.prompt, 12);
+    assert_int_equal(router_usage_completion(&u, true), 0);
+
+    /* vLLM's, with completion_tokens 0 */
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(router_usage_embedding(&u, vllm, strlen(vllm)), IAS_OK);
+    assert_true(u.have_usage);
+    assert_int_equal(u.prompt, 7);
+    assert_int_equal(router_usage_completion(&u, true), 0);
+
+    /* no usage, or none usable: the caller bills its estimate */
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(router_usage_embedding(&u, none, strlen(none)), IAS_OK);
+    assert_false(u.have_usage);
+    assert_true(u.done);
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(router_usage_embedding(&u, negative, strlen(negative)), IAS_OK);
+    assert_false(u.have_usage);
+
+    /* bytes only cJSON reads (a raw control byte in a string) take its path */
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(router_usage_embedding(&u, lenient, strlen(lenient)), IAS_OK);
+    assert_true(u.have_usage);
+    assert_int_equal(u.prompt, 3);
+
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(router_usage_embedding(&u, "[1]", 3), IAS_ERR);
+    assert_int_equal(router_usage_embedding(&u, "not json", 8), IAS_ERR);
+    assert_false(u.have_usage);
+}
+
 /* Reading usage and counting choices without a tree gives what the cJSON
  * reading gives, including its quirks (first of duplicate keys, escaped keys,
  * "\u0000..." as empty text, out-of-range counts); bytes the strict scan
@@ -356,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_chunk_fast_path),
         cmocka_unit_test(test_chunk_memo),
         cmocka_unit_test(test_body),
+        cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_event_json),
         cmocka_unit_test(test_scan_matches_cjson),
         cmocka_unit_test(test_body_plan),

@@ -1,4 +1,4 @@
-/* OpenAI request validation: chat completions and legacy completions.
+/* OpenAI request validation: chat completions, legacy completions and embeddings.
  *
  * The parser only validates and extracts. It never rebuilds the body: callers
  * that forward the request (router) send the original bytes, so unknown fields
@@ -20,7 +20,11 @@ enum {
     IAS_OPENAI_MAX_MODEL_LEN = 256,  /* bytes in "model" */
     IAS_OPENAI_MAX_MESSAGES = 10000, /* entries in "messages" */
     IAS_OPENAI_MAX_PROMPTS = 1024,   /* prompts in an array "prompt" */
-    IAS_OPENAI_MAX_N = 128,          /* choices per prompt ("n"), as OpenAI */
+    IAS_OPENAI_MAX_INPUTS = 2048,    /* inputs in an array "input" (embeddings), as OpenAI */
+    /* "dimensions" of an embedding: no model has vectors near this; it bounds
+     * what a backend is asked to produce per input. */
+    IAS_OPENAI_MAX_DIMENSIONS = 65536,
+    IAS_OPENAI_MAX_N = 128, /* choices per prompt ("n"), as OpenAI */
     /* Token ids over all prompts of one request. An id takes at least two
      * body bytes ("1,"), so the default IAS_MAX_BODY_BYTES (1 MiB) admits about
      * 500k; this bounds the work of a service whose body limit was raised. */
@@ -33,6 +37,7 @@ enum {
 typedef enum {
     IAS_OPENAI_CHAT = 0,   /* POST /v1/chat/completions */
     IAS_OPENAI_COMPLETION, /* POST /v1/completions (legacy) */
+    IAS_OPENAI_EMBEDDING,  /* POST /v1/embeddings */
 } ias_openai_kind;
 
 typedef enum {
@@ -49,18 +54,19 @@ typedef struct ias_openai_request {
 
     /* Chat: the "messages" array (every entry validated), else NULL. */
     const cJSON *messages;
-    /* Completion: the "prompt" value, else NULL. One of: a string; an array of
-     * strings; an array of token ids (one prompt); an array of arrays of token
-     * ids (one prompt each). Token ids are integers in [0, 2^31 - 1]. */
+    /* Completion: the "prompt" value; embedding: the "input" value; else NULL.
+     * One of: a string; an array of strings; an array of token ids (one
+     * prompt); an array of arrays of token ids (one prompt each). Token ids are
+     * integers in [0, 2^31 - 1]. Below, "prompts" are an embedding's inputs. */
     const cJSON *prompt;
-    size_t nmessages;      /* chat: messages; completion: prompts (1 for a string) */
+    size_t nmessages;      /* chat: messages; completion/embedding: prompts (1 for a string) */
     size_t text_bytes;     /* bytes of all message text parts, or of all prompts */
-    size_t nprompts;       /* completion: prompts; chat: 1 */
-    bool prompt_token_ids; /* completion: the prompt(s) are token ids, not text */
+    size_t nprompts;       /* completion: prompts (embedding: inputs); chat: 1 */
+    bool prompt_token_ids; /* completion/embedding: the prompt(s) are token ids, not text */
     size_t ntoken_ids;     /* token ids over all prompts (0 for text) */
     /* Completions the request asks for: n per prompt, so n x nprompts
      * (completion) or n (chat); at most IAS_OPENAI_MAX_N x IAS_OPENAI_MAX_PROMPTS.
-     * Budgets reserve for every one of them. */
+     * Budgets reserve for every one of them. Embedding: 0 (nothing generated). */
     size_t nchoices;
 
     bool stream;
@@ -78,6 +84,10 @@ typedef struct ias_openai_request {
     size_t nstop;
     const char *stop[IAS_OPENAI_MAX_STOP];
     const char *user; /* NULL when absent */
+
+    /* Embedding only. */
+    bool encoding_base64; /* encoding_format "base64" (else "float", the default) */
+    int dimensions;       /* 1..IAS_OPENAI_MAX_DIMENSIONS; 0 when absent (the model's size) */
 } ias_openai_request;
 
 typedef struct ias_openai_error {
@@ -92,6 +102,12 @@ int ias_openai_parse_chat(const cJSON *body, ias_openai_request *out,
                           ias_openai_error *err) IAS_MUSTCHECK;
 int ias_openai_parse_completion(const cJSON *body, ias_openai_request *out,
                                 ias_openai_error *err) IAS_MUSTCHECK;
+/* An embeddings body: model, "input" (the four forms of a completion's prompt,
+ * at most IAS_OPENAI_MAX_INPUTS inputs, errors naming "input[i]"),
+ * encoding_format, dimensions, user. Other fields pass through unread (stream,
+ * max_tokens, n... mean nothing here: stream stays false, n 1, nchoices 0). */
+int ias_openai_parse_embedding(const cJSON *body, ias_openai_request *out,
+                               ias_openai_error *err) IAS_MUSTCHECK;
 
 /* A rough prompt size for budget reservation, not a tokenizer: one token per
  * four bytes of text (rounded up) plus four per message (role and framing) or
@@ -100,7 +116,7 @@ int ias_openai_parse_completion(const cJSON *body, ias_openai_request *out,
  * once however many choices (n) each one gets. */
 uint64_t ias_openai_estimate_prompt_tokens(const ias_openai_request *req);
 
-/* For a validated completion request: the i-th prompt (i < nprompts) as a
+/* For a validated completion (embedding) request: the i-th prompt (input), i < nprompts, as a
  * cJSON string (text) or array of integers (token ids). */
 const cJSON *ias_openai_prompt_at(const ias_openai_request *req, size_t i);
 
@@ -113,5 +129,8 @@ void ias_openai_content_foreach_text(const cJSON *content, ias_openai_text_fn fn
 /* The role of a validated message entry, and role names ("user"). */
 ias_openai_role ias_openai_message_role(const cJSON *message);
 const char *ias_openai_role_name(ias_openai_role role);
+/* The OpenAI path of a kind ("/v1/chat/completions", ...): the client's, the
+ * router's and the backend's alike. */
+const char *ias_openai_kind_path(ias_openai_kind kind);
 
 #endif

@@ -1,0 +1,246 @@
+// POST /v1/embeddings through the platform, with the official openai SDK:
+// every "input" form (a string, strings, token ids, arrays of token ids), float
+// and base64 vectors (the SDK asks for base64 by default and decodes it),
+// metering (the budget reserve, the settle and the usage.recorded.v1 event,
+// checked against its schema) and OpenAI-shaped errors.
+//
+//   SDK -> ias-ingress -> ias-router -> ias-mockllm, with ias-users on a fresh
+//   database and the real Redis and RabbitMQ of the test stack.
+//
+//   IAS_BIN_DIR=... IAS_PG_DSN=... IAS_REDIS_URL=... IAS_AMQP_URL=... \
+//     node --test tests/e2e/embeddings.test.mjs
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { randomBytes } from 'node:crypto';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn } from '../lib/harness.mjs';
+
+const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
+const env = stackEnv();
+const bins = ['ingress', 'router', 'users', 'mockllm', 'migrate'];
+const skip = !env || bins.some((b) => !existsSync(join(binDir, `ias-${b}`)))
+  ? 'needs the test stack (IAS_PG_DSN, IAS_REDIS_URL, IAS_AMQP_URL) and the service binaries' : false;
+
+const MODEL = 'mock-gpt';
+const CONTEXT = 8192;
+const DIMS = 16; // mockllm's vector size when no "dimensions" is given
+const INTERNAL = randomBytes(16).toString('hex');
+let OpenAI, db, ingress, amqp, validateUsage;
+const procs = [];
+const usage = [];
+
+const seedTenant = (opts = {}) => seedTenantIn(db.dsn, opts);
+const sdk = (key) => new OpenAI({ apiKey: key, baseURL: `${ingress.url}/v1`, maxRetries: 0, timeout: 20000 });
+
+function redis(...args) {
+  const u = new URL(env.IAS_REDIS_URL);
+  return execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port || '6379', ...args], { encoding: 'utf8' })
+    .replace(/\n$/, '').split('\n');
+}
+
+const month = () => new Date().toISOString().slice(0, 7).replace('-', '');
+function budgetOf(org) {
+  const [used, reserved] = redis('HMGET', `ias:budget:${org}:${month()}`, 'used', 'reserved');
+  return { used: Number(used || 0), reserved: Number(reserved || 0) };
+}
+
+/** The org's budget once the router's settle has landed (nothing reserved). */
+async function settled(org) {
+  const end = Date.now() + 10000;
+  for (;;) {
+    const b = budgetOf(org);
+    if (b.reserved === 0 || Date.now() > end) return b;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function waitFor(fn, ms = 5000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+/** A base64 embedding as OpenAI and vLLM send it: little-endian float32. */
+function decode(b64) {
+  const buf = Buffer.from(b64, 'base64');
+  return Array.from({ length: buf.length / 4 }, (_, i) => buf.readFloatLE(4 * i));
+}
+
+function expect400(param, message) {
+  return (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError, `${e?.constructor?.name}: ${e?.message}`);
+    assert.equal(e.param, param);
+    if (message) assert.match(e.message, message);
+    return true;
+  };
+}
+
+before(async () => {
+  if (skip) return;
+  ({ default: OpenAI } = await import(require.resolve('openai')));
+  const Ajv2020 = require('ajv/dist/2020').default;
+  const addFormats = require('ajv-formats');
+  const ajv = new Ajv2020({ strict: false });
+  addFormats(ajv);
+  validateUsage = ajv.compile(JSON.parse(readFileSync(join(root, 'proto', 'events', 'usage.recorded.v1.schema.json'), 'utf8')));
+
+  db = createDb('embed');
+  const mock = await startService('mockllm', { IAS_MOCK_CONTEXT: String(CONTEXT) });
+  procs.push(mock);
+  sql(db.dsn, `INSERT INTO models (name, context_length) VALUES ('${MODEL}', ${CONTEXT})`);
+  sql(db.dsn, `INSERT INTO model_backends (model_id, url) SELECT id, '${mock.url}' FROM models`);
+
+  const common = { IAS_INTERNAL_TOKEN: INTERNAL, IAS_JWT_SECRET: randomBytes(32).toString('hex') };
+  const users = await startService('users', { ...common, IAS_PG_DSN: db.dsn, IAS_SPOOL_DIR: scratchPath('users') });
+  procs.push(users);
+  const router = await startService('router', { ...common, IAS_USERS_URL: users.url, IAS_SPOOL_DIR: scratchPath('router') });
+  procs.push(router);
+  // usage events (the exchange exists once a service declared the topology)
+  const amqplib = require('amqplib');
+  amqp = await amqplib.connect(env.IAS_AMQP_URL);
+  const ch = await amqp.createChannel();
+  const q = await ch.assertQueue('', { exclusive: true, autoDelete: true });
+  await ch.bindQueue(q.queue, 'ias.events', 'usage.recorded');
+  await ch.consume(q.queue, (m) => {
+    // packed events: one JSON event per line (docs/architecture/events.md)
+    const text = m.content.toString();
+    const lines = m.properties.contentType === 'application/x-ndjson' ? text.split('\n') : [text];
+    for (const line of lines) usage.push(JSON.parse(line));
+    ch.ack(m);
+  });
+
+  ingress = await startService('ingress', {
+    ...common, IAS_USERS_URL: users.url, IAS_ROUTER_URL: router.url, IAS_PDP_URL: '', IAS_FORWARD_HEADER_PREFIX: 'X-Mock-',
+  });
+  procs.push(ingress);
+});
+
+after(async () => {
+  if (skip) return;
+  const errors = [];
+  for (const p of procs.reverse()) {
+    try { await p.stop(); } catch (e) { errors.push(e); }
+  }
+  await amqp?.close();
+  db?.drop();
+  if (errors.length) throw errors[0];
+});
+
+test('a string: one unit vector, deterministic; float and base64 agree', { skip }, async () => {
+  const t = seedTenant();
+  const c = sdk(t.key);
+  const f = await c.embeddings.create({ model: MODEL, input: 'hello world', encoding_format: 'float' });
+  assert.equal(f.object, 'list');
+  assert.equal(f.model, MODEL);
+  assert.equal(f.data.length, 1);
+  assert.equal(f.data[0].object, 'embedding');
+  assert.equal(f.data[0].index, 0);
+  assert.equal(f.data[0].embedding.length, DIMS);
+  assert.ok(Math.abs(norm(f.data[0].embedding) - 1) < 1e-5);
+  // mockllm counts words + 1, as for a completion prompt
+  assert.deepEqual(f.usage, { prompt_tokens: 3, total_tokens: 3 });
+
+  // No encoding_format: the SDK asks for base64 and decodes it.
+  const d = await c.embeddings.create({ model: MODEL, input: 'hello world' });
+  assert.deepEqual(d.data[0].embedding, f.data[0].embedding);
+  // Asked for explicitly, base64 comes back as the string: little-endian float32.
+  const b = await c.embeddings.create({ model: MODEL, input: 'hello world', encoding_format: 'base64' });
+  assert.equal(typeof b.data[0].embedding, 'string');
+  assert.deepEqual(decode(b.data[0].embedding), f.data[0].embedding);
+
+  const other = await c.embeddings.create({ model: MODEL, input: 'hello there', encoding_format: 'float' });
+  assert.notDeepEqual(other.data[0].embedding, f.data[0].embedding);
+});
+
+test('an array of strings, token ids, arrays of token ids; dimensions', { skip }, async () => {
+  const t = seedTenant({ budget: 100000 });
+  const c = sdk(t.key);
+  const one = await c.embeddings.create({ model: MODEL, input: 'three', encoding_format: 'float' });
+  const arr = await c.embeddings.create({ model: MODEL, input: ['one two', 'three'], encoding_format: 'float' });
+  assert.deepEqual(arr.data.map((x) => x.index), [0, 1]);
+  assert.deepEqual(arr.data[1].embedding, one.data[0].embedding);
+  assert.deepEqual(arr.usage, { prompt_tokens: 5, total_tokens: 5 });
+
+  // token ids count one each
+  const ids = await c.embeddings.create({ model: MODEL, input: [101, 2023, 2003] });
+  assert.equal(ids.data.length, 1);
+  assert.equal(ids.data[0].embedding.length, DIMS);
+  assert.equal(ids.usage.prompt_tokens, 3);
+  const many = await c.embeddings.create({ model: MODEL, input: [[101, 2023, 2003], [7, 8]] });
+  assert.deepEqual(many.data.map((x) => x.index), [0, 1]);
+  assert.deepEqual(many.data[0].embedding, ids.data[0].embedding);
+  assert.equal(many.usage.prompt_tokens, 5);
+
+  const small = await c.embeddings.create({ model: MODEL, input: ['a', 'b'], dimensions: 4 });
+  for (const x of small.data) assert.equal(x.embedding.length, 4);
+
+  // billed: the prompt tokens the backend reported, nothing else
+  const b = await settled(t.org);
+  assert.deepEqual(b, { used: 2 + 5 + 3 + 5 + 4, reserved: 0 }); // "three" = 1 word + 1
+});
+
+test('usage.recorded.v1: prompt_tokens as billed, completion 0, stream false', { skip }, async () => {
+  const t = seedTenant({ budget: 1000 });
+  const r = await sdk(t.key).embeddings.create({ model: MODEL, input: ['alpha beta gamma', 'delta'] });
+  assert.equal(r.usage.prompt_tokens, 6);
+  const ev = await waitFor(() => usage.find((e) => e.org_id === t.org));
+  assert.ok(ev, 'usage event');
+  assert.ok(validateUsage(ev), JSON.stringify(validateUsage.errors));
+  assert.equal(ev.model, MODEL);
+  assert.equal(ev.prompt_tokens, 6);
+  assert.equal(ev.completion_tokens, 0);
+  assert.equal(ev.stream, false);
+  assert.equal(ev.aborted, false);
+  assert.equal(ev.status, 200);
+  assert.equal(ev.user_id, t.user);
+  assert.deepEqual(await settled(t.org), { used: 6, reserved: 0 });
+});
+
+test('a budget too small for the input: 429 insufficient_quota, nothing booked', { skip }, async () => {
+  // Ingress reserves its estimate of the input (ceil(bytes / 4) + 4 per input):
+  // 400 bytes -> 104 tokens, more than the 50 left.
+  const t = seedTenant({ budget: 50 });
+  await assert.rejects(sdk(t.key).embeddings.create({ model: MODEL, input: 'word '.repeat(80) }), (e) => {
+    assert.ok(e instanceof OpenAI.RateLimitError, `${e.constructor.name} ${e.message}`);
+    assert.equal(e.code, 'insufficient_quota');
+    return true;
+  });
+  assert.deepEqual(budgetOf(t.org), { used: 0, reserved: 0 });
+  // A small input fits the same budget (estimate 7, billed 3).
+  const ok = await sdk(t.key).embeddings.create({ model: MODEL, input: 'hello world' });
+  assert.equal(ok.usage.prompt_tokens, 3);
+  assert.deepEqual(await settled(t.org), { used: 3, reserved: 0 });
+});
+
+test('errors: unknown model 404, missing or malformed input 400 naming it', { skip }, async () => {
+  const t = seedTenant();
+  const c = sdk(t.key);
+  await assert.rejects(c.embeddings.create({ model: 'no-such-model', input: 'x' }), (e) => {
+    assert.ok(e instanceof OpenAI.NotFoundError, e.constructor.name);
+    assert.equal(e.code, 'model_not_found');
+    assert.equal(e.param, 'model');
+    return true;
+  });
+  await assert.rejects(c.embeddings.create({ model: MODEL }), expect400('input', /'input' is a required property/));
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: [] }), expect400('input', /empty array/));
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: ['a', 3] }),
+    expect400('input[1]', /expected a string, but got an integer/));
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: [[1], [-1]] }),
+    expect400('input[1][0]', /Expected a value >= 0/));
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: Array(2049).fill('a') }),
+    expect400('input', /maximum length 2048/));
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: 'x', encoding_format: 'int8' }),
+    expect400('encoding_format'));
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: 'x', dimensions: 0 }), expect400('dimensions'));
+  await assert.rejects(sdk('sk-not-an-ias-key').embeddings.create({ model: MODEL, input: 'x' }), OpenAI.AuthenticationError);
+  // a backend failure is retried, then answered in OpenAI's shape
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: 'x' }, { headers: { 'X-Mock-Fault': 'status=503' } }),
+    (e) => e.status === 502 || e.status === 503);
+});
