@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, stopAll } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -124,13 +124,10 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
-  const errors = [];
-  for (const p of procs.reverse()) {
-    try { await p.stop(); } catch (e) { errors.push(e); }
-  }
+  const stopErr = await stopAll(procs);
   await amqp?.close();
   db?.drop();
-  if (errors.length) throw errors[0];
+  if (stopErr) throw stopErr;
 });
 
 test('a string: one unit vector, deterministic; float and base64 agree', { skip }, async () => {

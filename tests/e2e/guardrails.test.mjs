@@ -13,7 +13,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn, stopAll } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -151,13 +151,10 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
-  const errors = [];
-  for (const p of procs.reverse()) {
-    try { await p.stop(); } catch (e) { errors.push(e); }
-  }
+  const stopErr = await stopAll(procs);
   await amqp?.close();
   db?.drop();
-  if (errors.length) throw errors[0];
+  if (stopErr) throw stopErr;
 });
 
 const chat = (content, extra = {}) => ({ model: MODEL, messages: [{ role: 'user', content }], max_tokens: 64, ...extra });

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, startService, uniqueName } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, startService, uniqueName, stopAll } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -158,10 +158,7 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
-  const errors = [];
-  for (const p of procs.reverse()) {
-    try { await p.stop(); } catch (e) { errors.push(e); }
-  }
+  const stopErr = await stopAll(procs);
   try {
     if (amqp) {
       const ch = await amqp.createChannel();
@@ -171,7 +168,7 @@ after(async () => {
   } catch (e) { errors.push(e); }
   db?.drop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
-  if (errors.length) throw errors[0];
+  if (stopErr) throw stopErr;
 });
 
 test('1. happy path: bootstrap, org, model, user, key, completions, exact usage and cost', { skip }, async () => {

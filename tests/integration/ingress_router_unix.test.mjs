@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, stopAll } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const { default: OpenAI } = await import(require.resolve('openai'));
@@ -50,12 +50,9 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
-  const errors = [];
-  for (const p of procs.reverse()) {
-    try { await p.stop(); } catch (e) { errors.push(e); }
-  }
+  const stopErr = await stopAll(procs);
   db?.drop();
-  if (errors.length) throw errors[0];
+  if (stopErr) throw stopErr;
   // the router removes its socket file when it stops
   if (router) assert.throws(() => lstatSync(sock), { code: 'ENOENT' });
 });

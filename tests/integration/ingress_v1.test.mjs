@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { request as httpRequest } from 'node:http';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, newKey, seedTenant as seedTenantIn, redisCli, budgetMonth, budgetOf } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, newKey, seedTenant as seedTenantIn, redisCli, budgetMonth, budgetOf, stopAll } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const { default: OpenAI } = await import(require.resolve('openai'));
@@ -118,13 +118,10 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
-  const errors = [];
-  for (const p of procs.reverse()) {
-    try { await p.stop(); } catch (e) { errors.push(e); }
-  }
+  const stopErr = await stopAll(procs);
   await capture?.close();
   db?.drop();
-  if (errors.length) throw errors[0];
+  if (stopErr) throw stopErr;
 });
 
 // ---- auth ----------------------------------------------------------------

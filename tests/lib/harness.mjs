@@ -203,3 +203,14 @@ export function budgetOf(org, user = null) {
   const [used, reserved] = redisCli('HMGET', key, 'used', 'reserved').split('\n');
   return { used: Number(used || 0), reserved: Number(reserved || 0) };
 }
+
+/** Stops every service started, newest first, even when one fails to stop;
+ * returns the first failure (or null) for the caller to throw after its own
+ * clean-up. */
+export async function stopAll(procs) {
+  let first = null;
+  for (const p of [...procs].reverse()) {
+    try { await p.stop(); } catch (e) { first ??= e; }
+  }
+  return first;
+}
