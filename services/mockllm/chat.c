@@ -462,15 +462,6 @@ static void pump(mock_gen *g)
 
 /* ---- handlers ---- */
 
-static uint64_t load64(const uint8_t *b)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | b[i];
-    return v;
-}
-
 static mock_gen *gen_new(ias_req *r, mock_ctx *ctx, bool chat, const mock_params *params,
                          const uint8_t rnd[16])
 {
@@ -588,26 +579,11 @@ static void handle(ias_req *r, mock_ctx *ctx, bool chat)
     ias_openai_error perr;
     mock_params params;
     uint8_t rnd[24];
-    char err[256];
     cJSON *body;
     mock_gen *g;
 
-    if (mock_params_for_request(&ctx->defaults, r, &params, err, sizeof(err)) != IAS_OK) {
-        mock_reply_error(r, 400, "BadRequestError", NULL, "%s", err);
-        return;
-    }
-    /* Faults come first: a failing backend does not look at the body. */
-    if (params.fault.kind == MOCK_FAULT_STATUS) {
-        mock_reply_error(r, (int)params.fault.arg, mock_error_type((int)params.fault.arg), NULL,
-                         "mock fault: status %ld", params.fault.arg);
-        return;
-    }
-    if (ias_random_bytes(rnd, sizeof(rnd)) != IAS_OK)
-        ias_die("mockllm: no randomness");
-    if (params.error_rate > 0 && (double)(load64(rnd + 16) >> 11) * 0x1.0p-53 < params.error_rate) {
-        mock_reply_error(r, 500, "InternalServerError", NULL, "mock fault: injected error");
-        return;
-    }
+    if (mock_faults_begin(&ctx->defaults, r, &params, rnd) != IAS_OK)
+        return; /* answered: bad X-Mock-* header, status fault or injected error */
     if (params.fault.kind == MOCK_FAULT_HANG) {
         (void)gen_new(r, ctx, chat, &params, rnd); /* freed by on_close */
         return;

@@ -178,15 +178,6 @@ static int build(ias_req *r, mock_ctx *ctx, const ias_openai_request *req,
     return rc;
 }
 
-static uint64_t load64(const uint8_t *b)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | b[i];
-    return v;
-}
-
 void mock_handle_embeddings(ias_req *r, void *arg)
 {
     mock_ctx *ctx = arg;
@@ -196,25 +187,10 @@ void mock_handle_embeddings(ias_req *r, void *arg)
     mock_embed *e;
     mock_buf body = {0};
     uint8_t rnd[24];
-    char err[256];
     cJSON *json;
 
-    if (mock_params_for_request(&ctx->defaults, r, &params, err, sizeof(err)) != IAS_OK) {
-        mock_reply_error(r, 400, "BadRequestError", NULL, "%s", err);
-        return;
-    }
-    /* Faults come first: a failing backend does not look at the body. */
-    if (params.fault.kind == MOCK_FAULT_STATUS) {
-        mock_reply_error(r, (int)params.fault.arg, mock_error_type((int)params.fault.arg), NULL,
-                         "mock fault: status %ld", params.fault.arg);
-        return;
-    }
-    if (ias_random_bytes(rnd, sizeof(rnd)) != IAS_OK)
-        ias_die("mockllm: no randomness");
-    if (params.error_rate > 0 && (double)(load64(rnd + 16) >> 11) * 0x1.0p-53 < params.error_rate) {
-        mock_reply_error(r, 500, "InternalServerError", NULL, "mock fault: injected error");
-        return;
-    }
+    if (mock_faults_begin(&ctx->defaults, r, &params, rnd) != IAS_OK)
+        return; /* answered: bad X-Mock-* header, status fault or injected error */
     if (params.fault.kind == MOCK_FAULT_HANG) {
         e = ias_xcalloc(1, sizeof(*e));
         e->r = r;

@@ -2,6 +2,7 @@
 #include "mockllm.h"
 
 #include "ias/config.h"
+#include "ias/crypto.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -136,6 +137,39 @@ int mock_params_for_request(const mock_params *defaults, ias_req *r, mock_params
             snprintf(err, errlen, "Invalid X-Mock-Echo header: want 1 or 0.");
             return IAS_ERR;
         }
+    }
+    return IAS_OK;
+}
+
+static uint64_t load64(const uint8_t *b)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
+int mock_faults_begin(const mock_params *defaults, ias_req *r, mock_params *params, uint8_t rnd[24])
+{
+    char err[256];
+
+    if (mock_params_for_request(defaults, r, params, err, sizeof(err)) != IAS_OK) {
+        mock_reply_error(r, 400, "BadRequestError", NULL, "%s", err);
+        return IAS_ERR;
+    }
+    /* Faults come first: a failing backend does not look at the body. */
+    if (params->fault.kind == MOCK_FAULT_STATUS) {
+        mock_reply_error(r, (int)params->fault.arg, mock_error_type((int)params->fault.arg), NULL,
+                         "mock fault: status %ld", params->fault.arg);
+        return IAS_ERR;
+    }
+    if (ias_random_bytes(rnd, 24) != IAS_OK)
+        ias_die("mockllm: no randomness");
+    if (params->error_rate > 0 &&
+        (double)(load64(rnd + 16) >> 11) * 0x1.0p-53 < params->error_rate) {
+        mock_reply_error(r, 500, "InternalServerError", NULL, "mock fault: injected error");
+        return IAS_ERR;
     }
     return IAS_OK;
 }

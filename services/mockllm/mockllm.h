@@ -47,6 +47,12 @@ int mock_rate_parse(const char *s, double *out) IAS_MUSTCHECK;
  * header returns IAS_ERR with a message naming it. */
 int mock_params_for_request(const mock_params *defaults, ias_req *r, mock_params *out, char *err,
                             size_t errlen) IAS_MUSTCHECK;
+/* The start of every generating handler: the request's parameters, then the
+ * faults that answer before the body is read (a bad X-Mock-* header 400, a
+ * status fault, an injected error). IAS_ERR: answered. Fills rnd with fresh
+ * random bytes for the handler's ids. */
+int mock_faults_begin(const mock_params *defaults, ias_req *r, mock_params *params,
+                      uint8_t rnd[24]) IAS_MUSTCHECK;
 
 /* ---- text.c: deterministic prompts, words and JSON text ---- */
 
