@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, stopAll } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -85,11 +85,7 @@ function expect400(param, message) {
 before(async () => {
   if (skip) return;
   ({ default: OpenAI } = await import(require.resolve('openai')));
-  const Ajv2020 = require('ajv/dist/2020').default;
-  const addFormats = require('ajv-formats');
-  const ajv = new Ajv2020({ strict: false });
-  addFormats(ajv);
-  validateUsage = ajv.compile(JSON.parse(readFileSync(join(root, 'proto', 'events', 'usage.recorded.v1.schema.json'), 'utf8')));
+  validateUsage = eventValidator('usage.recorded.v1');
 
   db = createDb('embed');
   const mock = await startService('mockllm', { IAS_MOCK_CONTEXT: String(CONTEXT) });

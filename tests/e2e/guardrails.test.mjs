@@ -13,7 +13,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn, stopAll } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -62,11 +62,7 @@ let tA, tB, tC;
 before(async () => {
   if (skip) return;
   ({ default: OpenAI } = await import(require.resolve('openai')));
-  const Ajv2020 = require('ajv/dist/2020').default;
-  const addFormats = require('ajv-formats');
-  const ajv = new Ajv2020({ strict: false });
-  addFormats(ajv);
-  validateAudit = ajv.compile(JSON.parse(readFileSync(join(root, 'proto', 'events', 'audit.recorded.v1.schema.json'), 'utf8')));
+  validateAudit = eventValidator('audit.recorded.v1');
 
   db = createDb('guardrails');
   const mock = await startService('mockllm', { IAS_MOCK_MAX_TOKENS_DEFAULT: '64' });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import { startService, stackEnv, freePort, root, redisCli, budgetMonth } from '../lib/harness.mjs';
+import { startService, stackEnv, freePort, root, redisCli, budgetMonth, eventValidator } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -95,11 +95,7 @@ const msgs = [{ role: 'user', content: 'hello there router' }]; // mockllm: 3 wo
 
 before(async () => {
   if (skip) return;
-  const Ajv2020 = require('ajv/dist/2020').default;
-  const addFormats = require('ajv-formats').default;
-  const ajv = new Ajv2020({ strict: true, allErrors: true });
-  addFormats(ajv);
-  validate = ajv.compile(JSON.parse(readFileSync(join(root, 'proto/events/usage.recorded.v1.schema.json'), 'utf8')));
+  validate = eventValidator('usage.recorded.v1');
 
   const mock = (more = {}) => startService('mockllm', { IAS_WORKERS: '1', ...more }, { ready: '/health' });
   [mockA, mockB, mockC, mockD, mockBig] = await Promise.all([mock(), mock(), mock(), mock(),

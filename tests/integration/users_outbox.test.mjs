@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { stackEnv, createDb, startService, api, sql, root, uniqueName } from '../lib/harness.mjs';
+import { stackEnv, createDb, startService, api, sql, root, uniqueName, eventValidator } from '../lib/harness.mjs';
 
 const env = stackEnv();
 const ctl = process.env.IAS_STACK_CTL;
@@ -73,11 +73,7 @@ async function waitSent(ms) {
 }
 
 test('outbox payloads validate against the event schemas', { skip: !env }, async () => {
-  const Ajv2020 = require('ajv/dist/2020').default;
-  const addFormats = require('ajv-formats').default;
-  const ajv = new Ajv2020({ strict: true, allErrors: true });
-  addFormats(ajv);
-  const load = (n) => ajv.compile(JSON.parse(readFileSync(join(root, 'proto', 'events', `${n}.schema.json`), 'utf8')));
+  const load = eventValidator;
   const audit = load('audit.recorded.v1');
   const config = load('config.changed.v1');
   const r = await api(svc.url, 'POST', '/api/v1/orgs', { token, body: { name: 'schema-org' } });
@@ -88,7 +84,7 @@ test('outbox payloads validate against the event schemas', { skip: !env }, async
   for (const [key, text] of rows) {
     const p = JSON.parse(text);
     const v = key.startsWith('audit.') ? audit : config;
-    assert.ok(v(p), `${key}: ${ajv.errorsText(v.errors)}`);
+    assert.ok(v(p), `${key}: ${v.errorsText()}`);
     if (key.startsWith('audit.')) assert.equal(key, `audit.users.${p.action}`);
   }
   assert.equal(await waitSent(10000), 0);

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { createHash, randomBytes } from 'node:crypto';
 
 export const root = process.env.IAS_REPO_ROOT || join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -213,4 +214,26 @@ export async function stopAll(procs) {
     try { await p.stop(); } catch (e) { first ??= e; }
   }
   return first;
+}
+
+// The npm packages the suites share live in tests/e2e (its package.json).
+const e2eRequire = createRequire(join(root, 'tests', 'e2e', 'package.json'));
+let ajv = null;
+const validators = new Map();
+
+/** A validator of proto/events/<name>.schema.json (draft 2020-12, strict, every
+ * format checked); v.errorsText() says why the last value failed. One per name:
+ * a schema's $id may be compiled only once. */
+export function eventValidator(name) {
+  if (validators.has(name)) return validators.get(name);
+  if (!ajv) {
+    const Ajv2020 = e2eRequire('ajv/dist/2020').default;
+    const addFormats = e2eRequire('ajv-formats').default;
+    ajv = new Ajv2020({ strict: true, allErrors: true });
+    addFormats(ajv);
+  }
+  const v = ajv.compile(JSON.parse(readFileSync(join(root, 'proto', 'events', `${name}.schema.json`), 'utf8')));
+  v.errorsText = () => ajv.errorsText(v.errors);
+  validators.set(name, v);
+  return v;
 }
