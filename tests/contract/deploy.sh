@@ -88,8 +88,15 @@ else
         done)
     status=0
     # direct dependencies only (NEEDED); the packages bring their own
+    resolved=$(for b in $bins; do ldd "$b"; done)
+    # The owner of the file the loader resolves, not of any file of that name: with
+    # multilib (clang pulls in libc6-i386) "*/libm.so.6" also matches /lib32.
     for lib in $(for b in $bins; do readelf -d "$b" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p'; done | sort -u); do
-        pkg=$(dpkg -S "*/$lib" 2>/dev/null | head -1 | cut -d: -f1)
+        path=$(awk -v l="$lib" '$1 == l && $2 == "=>" && !p { p = $3 } END { print p }' <<<"$resolved")
+        pkg=""
+        for p in "$path" "$(readlink -f "$path" 2>/dev/null)" "${path/#\/lib\//\/usr\/lib\/}" "${path/#\/usr\/lib\//\/lib\/}"; do
+            [ -n "$p" ] && pkg=$(dpkg -S "$p" 2>/dev/null | head -1 | cut -d: -f1) && [ -n "$pkg" ] && break
+        done
         if [ -z "$pkg" ] || ! grep -qx "$pkg" <<<"$allowed"; then
             echo "  FAIL $(basename "$lib") (package ${pkg:-unknown}) is not installed by the runtime stage"
             status=1
