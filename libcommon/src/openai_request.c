@@ -651,6 +651,21 @@ static int begin(const cJSON *body, ias_openai_kind kind, ias_openai_request *ou
     return parse_model(body, out, err);
 }
 
+/* "tools" or "functions" given with a value (any key occurrence: a backend
+ * keeps the last of duplicated keys). Neither is validated; both pass through. */
+static bool has_tools(const cJSON *body)
+{
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, body)
+    {
+        if (it->string != NULL && given(it) &&
+            (strcmp(it->string, "tools") == 0 || strcmp(it->string, "functions") == 0))
+            return true;
+    }
+    return false;
+}
+
 int ias_openai_parse_chat(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
 {
     long max_completion_tokens;
@@ -665,6 +680,7 @@ int ias_openai_parse_chat(const cJSON *body, ias_openai_request *out, ias_openai
         return IAS_ERR;
     out->nprompts = 1;
     out->nchoices = (size_t)out->n;
+    out->tools = has_tools(body);
     /* As vLLM and OpenAI: max_completion_tokens supersedes the deprecated max_tokens. */
     if (max_completion_tokens > 0)
         out->max_tokens = max_completion_tokens;
@@ -703,6 +719,19 @@ uint64_t ias_openai_estimate_prompt_tokens(const ias_openai_request *req)
     if (req->prompt_token_ids)
         return (uint64_t)req->ntoken_ids;
     return ((uint64_t)req->text_bytes + 3) / 4 + 4 * (uint64_t)req->nmessages;
+}
+
+uint64_t ias_openai_prompt_tokens_max(const ias_openai_request *req, size_t body_len)
+{
+    uint64_t fixed =
+        req->tools ? IAS_OPENAI_PROMPT_MAX_TOOLS_TEMPLATE : IAS_OPENAI_PROMPT_MAX_TEMPLATE;
+
+    if (req->prompt_token_ids)
+        return (uint64_t)req->ntoken_ids;
+    /* No overflow: nmessages <= IAS_OPENAI_MAX_MESSAGES and body_len is a
+     * buffer's length. */
+    return (uint64_t)body_len + IAS_OPENAI_PROMPT_MAX_PER_MESSAGE * (uint64_t)req->nmessages +
+           fixed;
 }
 
 const cJSON *ias_openai_prompt_at(const ias_openai_request *req, size_t i)

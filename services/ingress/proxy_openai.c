@@ -30,7 +30,7 @@ typedef struct v1_call {
     ias_openai_request oreq;
     ingress_key key;
     int64_t context_length;
-    int64_t prompt_est;
+    int64_t prompt_max; /* reserved for the prompt(s): see reserve() */
     char resv_id[IAS_UUID_STR_LEN + 1];
     int64_t reserved;
     bool rewrite; /* max_tokens was clamped: forward the re-serialised body */
@@ -257,10 +257,12 @@ static void on_reserved(const ias_budget_result *res, void *arg)
     }
     if (c->oreq.max_tokens == 0 && c->kind != IAS_OPENAI_EMBEDDING) {
         /* Clamp every completion to an equal share of what the reservation
-         * covers beyond the prompt: k x max_tokens + prompt <= granted. min
-         * was prompt_est + k, so the share is at least 1. */
+         * covers beyond the prompt: k x max_tokens + prompt <= granted. The
+         * prompt is at most prompt_max whatever the backend's tokenizer, so
+         * the settle stays within the grant; min was prompt_max + k, so the
+         * share is at least 1. */
         int64_t k = completions(c);
-        int64_t mt = (res->granted - c->prompt_est) / k;
+        int64_t mt = (res->granted - c->prompt_max) / k;
         cJSON_DeleteItemFromObjectCaseSensitive(c->body, "max_tokens");
         cJSON_AddNumberToObject(c->body, "max_tokens", (double)(mt > 0 ? mt : 1));
         c->rewrite = true;
@@ -274,36 +276,42 @@ static void on_reserved(const ias_budget_result *res, void *arg)
  * was reserved, past the budget. The context caps each completion, so k x
  * context_length bounds the total (prompts included: for chat the prompt is
  * billed once and each choice is bounded by context - prompt; for m prompts,
- * sum(p_i) + n x sum(context - p_i) <= n x m x context). */
+ * sum(p_i) + n x sum(context - p_i) <= n x m x context).
+ * The prompt part is an upper bound, not an estimate: the body's byte length
+ * plus template allowances (ias_openai_prompt_tokens_max), which no byte-level
+ * tokenizer exceeds, where bytes / 4 let CJK text or tool definitions bill
+ * twice or more what was reserved. Each prompt is also at most a context long
+ * (a backend refuses longer ones), which keeps a long English prompt, bounded
+ * at about four times its tokens, from being refused for a budget it fits. */
 static void reserve(v1_call *c)
 {
     int64_t want, min, k = completions(c);
     int64_t cap = c->context_length > 0 ? mul_sat(k, c->context_length) : INT64_MAX;
+    int64_t prompt_cap =
+        c->context_length > 0 ? mul_sat((int64_t)c->oreq.nprompts, c->context_length) : INT64_MAX;
+    uint64_t bound = ias_openai_prompt_tokens_max(&c->oreq, c->raw_len);
     ias_budget_reserve_req q;
 
     if (c->key.org_limit < 0 && c->key.user_limit < 0) {
         forward(c); /* no budget applies: nothing to meter against */
         return;
     }
-    c->prompt_est = (int64_t)ias_openai_estimate_prompt_tokens(&c->oreq);
+    c->prompt_max = bound < (uint64_t)prompt_cap ? (int64_t)bound : prompt_cap;
     if (c->kind == IAS_OPENAI_EMBEDDING) {
         /* Nothing is generated: the inputs are the whole bill, each one at
          * most a context long. No clamp follows, so all or nothing. */
-        int64_t in_cap = c->context_length > 0
-                             ? mul_sat((int64_t)c->oreq.nprompts, c->context_length)
-                             : INT64_MAX;
-        want = c->prompt_est < in_cap ? c->prompt_est : in_cap;
+        want = c->prompt_max;
         min = want;
     } else if (c->oreq.max_tokens > 0) {
-        want = add_sat(c->prompt_est, mul_sat(k, c->oreq.max_tokens));
+        want = add_sat(c->prompt_max, mul_sat(k, c->oreq.max_tokens));
         if (want > cap)
-            want = cap; /* the estimate is rough; the context is a hard cap */
+            want = cap; /* the prompt's bound is loose; the context is a hard cap */
         min = want;
     } else {
         /* No max_tokens: ask for the default per completion, accept as little
          * as one token each; on_reserved clamps max_tokens to the grant. */
-        want = add_sat(c->prompt_est, mul_sat(k, c->ctx->default_max_tokens));
-        min = add_sat(c->prompt_est, k);
+        want = add_sat(c->prompt_max, mul_sat(k, c->ctx->default_max_tokens));
+        min = add_sat(c->prompt_max, k);
         if (want > cap)
             want = cap;
         if (want < min)

@@ -47,6 +47,15 @@ function budgetOf(org) {
   return { used: Number(used || 0), reserved: Number(reserved || 0) };
 }
 
+/** What ingress reserves for a text request's inputs, an upper bound no
+ * tokenizer exceeds (ias_openai_prompt_tokens_max): the bytes the SDK sends
+ * (it adds encoding_format when the caller did not) plus 8 per input plus 64. */
+function inputMax(body) {
+  const sent = { ...body, encoding_format: body.encoding_format || 'base64' };
+  const inputs = Array.isArray(body.input) ? body.input.length : 1;
+  return Buffer.byteLength(JSON.stringify(sent)) + 8 * inputs + 64;
+}
+
 /** The org's budget once the router's settle has landed (nothing reserved). */
 async function settled(org) {
   const end = Date.now() + 10000;
@@ -197,17 +206,18 @@ test('usage.recorded.v1: prompt_tokens as billed, completion 0, stream false', {
 });
 
 test('a budget too small for the input: 429 insufficient_quota, nothing booked', { skip }, async () => {
-  // Ingress reserves its estimate of the input (ceil(bytes / 4) + 4 per input):
-  // 400 bytes -> 104 tokens, more than the 50 left.
-  const t = seedTenant({ budget: 50 });
+  // Ingress reserves an upper bound of the input (see inputMax): a budget that
+  // covers a small input's exactly refuses 400 bytes of input.
+  const small = { model: MODEL, input: 'hello world' };
+  const t = seedTenant({ budget: inputMax(small) });
   await assert.rejects(sdk(t.key).embeddings.create({ model: MODEL, input: 'word '.repeat(80) }), (e) => {
     assert.ok(e instanceof OpenAI.RateLimitError, `${e.constructor.name} ${e.message}`);
     assert.equal(e.code, 'insufficient_quota');
     return true;
   });
   assert.deepEqual(budgetOf(t.org), { used: 0, reserved: 0 });
-  // A small input fits the same budget (estimate 7, billed 3).
-  const ok = await sdk(t.key).embeddings.create({ model: MODEL, input: 'hello world' });
+  // The small input fits the same budget; the settle books what was billed (3).
+  const ok = await sdk(t.key).embeddings.create(small);
   assert.equal(ok.usage.prompt_tokens, 3);
   assert.deepEqual(await settled(t.org), { used: 3, reserved: 0 });
 });

@@ -100,6 +100,17 @@ const messages = [{ role: 'user', content: 'hello there' }];
 // mockllm's count: 2 words + 3 per message + 3
 const CHAT_PROMPT = 8;
 
+/** What ingress reserves for a request's prompt(s), an upper bound no
+ * tokenizer exceeds (ias_openai_prompt_tokens_max): token ids exactly, text
+ * the bytes the SDK sends plus 8 per message or prompt plus 64 for the chat
+ * template. */
+function promptMax(body) {
+  const p = body.prompt;
+  if (Array.isArray(p) && typeof p[0] === 'number') return p.length;
+  const prompts = body.messages ? body.messages.length : Array.isArray(p) ? p.length : 1;
+  return Buffer.byteLength(JSON.stringify(body)) + 8 * prompts + 64;
+}
+
 // ---- n > 1 ----
 
 test('chat n: 2, non-streaming: two choices, usage sums both', { skip }, async () => {
@@ -233,36 +244,40 @@ test('invalid n and prompt forms: BadRequestError naming the parameter', { skip 
 // ---- budgets ----
 
 test('a budget that covers one completion but not k refuses k (429 insufficient_quota)', { skip }, async () => {
-  // Ingress's estimates: "hello there" = ceil(11/4) + 4 = 7; four prompts "a".."d" = 1 + 4 x 4 = 17.
-  // A budget of 100 covers prompt + max_tokens (50) once, not four completions of 50.
+  // Each budget covers the request's prompt (ingress's bound of it) plus
+  // max_tokens once, not its k completions of max_tokens.
   const cases = [
-    ['chat n: 4', (c) => c.chat.completions.create({ model: MODEL, messages, max_tokens: 50, n: 4 })],
-    ['4 prompts', (c) => c.completions.create({ model: MODEL, prompt: ['a', 'b', 'c', 'd'], max_tokens: 50 })],
-    ['2 prompts x n: 2', (c) => c.completions.create({ model: MODEL, prompt: ['a', 'b'], max_tokens: 50, n: 2 })],
-    ['token ids x n: 3', (c) => c.completions.create({ model: MODEL, prompt: [1, 2, 3, 4, 5], max_tokens: 40, n: 3 })],
+    ['chat n: 4', (c, b) => c.chat.completions.create(b), { model: MODEL, messages, max_tokens: 50, n: 4 }],
+    ['4 prompts', (c, b) => c.completions.create(b), { model: MODEL, prompt: ['a', 'b', 'c', 'd'], max_tokens: 50 }],
+    ['2 prompts x n: 2', (c, b) => c.completions.create(b), { model: MODEL, prompt: ['a', 'b'], max_tokens: 50, n: 2 }],
+    ['token ids x n: 3', (c, b) => c.completions.create(b), { model: MODEL, prompt: [1, 2, 3, 4, 5], max_tokens: 40, n: 3 }],
   ];
-  for (const [name, call] of cases) {
-    const t = seedTenant({ budget: 100 });
-    await assert.rejects(call(sdk(t.key)), (e) => {
+  for (const [name, call, body] of cases) {
+    const t = seedTenant({ budget: promptMax(body) + body.max_tokens });
+    await assert.rejects(call(sdk(t.key), body), (e) => {
       assert.ok(e instanceof OpenAI.RateLimitError, `${name}: ${e.constructor.name} ${e.message}`);
       assert.equal(e.code, 'insufficient_quota', name);
       return true;
     });
     assert.deepEqual(budgetOf(t.org), { used: 0, reserved: 0 }, name);
   }
-  // The same budget takes one completion of 50.
-  const t = seedTenant({ budget: 100 });
-  const ok = await sdk(t.key).completions.create({ model: MODEL, prompt: 'a', max_tokens: 50 });
+  // The same kind of budget takes one completion of 50.
+  const one = { model: MODEL, prompt: 'a', max_tokens: 50 };
+  const t = seedTenant({ budget: promptMax(one) + 50 });
+  const ok = await sdk(t.key).completions.create(one);
   assert.equal(ok.usage.completion_tokens, 50);
   const b = await settled(t.org);
   assert.deepEqual(b, { used: ok.usage.total_tokens, reserved: 0 });
 });
 
 test('no max_tokens: the clamp shares the grant among the k completions, usage stays within the budget', { skip }, async () => {
-  // Budget 60, four prompts (estimate 17): the grant is 60, so each completion
-  // gets (60 - 17) / 4 = 10 tokens; the mock bills 4 x 2 prompt + 4 x 10.
-  const t = seedTenant({ budget: 60 });
-  const r = await sdk(t.key).completions.create({ model: MODEL, prompt: ['a', 'b', 'c', 'd'] });
+  // A budget of the prompt's bound + 40 for four prompts: the grant is all of
+  // it, so each completion gets 40 / 4 = 10 tokens; the mock bills 4 x 2
+  // prompt + 4 x 10.
+  const four = { model: MODEL, prompt: ['a', 'b', 'c', 'd'] };
+  const budget = promptMax(four) + 40;
+  const t = seedTenant({ budget });
+  const r = await sdk(t.key).completions.create(four);
   assert.equal(r.choices.length, 4);
   for (const x of r.choices) {
     assert.equal(x.finish_reason, 'length');
@@ -271,13 +286,13 @@ test('no max_tokens: the clamp shares the grant among the k completions, usage s
   assert.deepEqual([r.usage.prompt_tokens, r.usage.completion_tokens], [8, 40]);
   const b = await settled(t.org);
   assert.deepEqual(b, { used: 48, reserved: 0 });
-  assert.ok(b.used <= 60);
+  assert.ok(b.used <= budget);
 
-  // chat n: 3, streamed: (60 - 7) / 3 = 17 tokens each
-  const u = seedTenant({ budget: 60 });
-  const chunks = await collect(await sdk(u.key).chat.completions.create({
-    model: MODEL, messages, n: 3, stream: true, stream_options: { include_usage: true },
-  }));
+  // chat n: 3, streamed, budget = bound + 51: 51 / 3 = 17 tokens each
+  const chat = { model: MODEL, messages, n: 3, stream: true, stream_options: { include_usage: true } };
+  const ubudget = promptMax(chat) + 51;
+  const u = seedTenant({ budget: ubudget });
+  const chunks = await collect(await sdk(u.key).chat.completions.create(chat));
   const text = textByIndex(chunks);
   assert.equal(text.size, 3);
   for (const s of text.values()) assert.equal(s.split(' ').length, 17);
@@ -285,10 +300,11 @@ test('no max_tokens: the clamp shares the grant among the k completions, usage s
   assert.deepEqual([usage.prompt_tokens, usage.completion_tokens], [CHAT_PROMPT, 51]);
   const bu = await settled(u.org);
   assert.deepEqual(bu, { used: CHAT_PROMPT + 51, reserved: 0 });
-  assert.ok(bu.used <= 60);
+  assert.ok(bu.used <= ubudget);
 
-  // What is left (1) cannot cover even one token per completion plus the prompt.
-  await assert.rejects(sdk(u.key).chat.completions.create({ model: MODEL, messages, n: 3 }), (e) => {
+  // What is left (the bound - 8) cannot cover the prompt's bound plus one
+  // token per completion.
+  await assert.rejects(sdk(u.key).chat.completions.create(chat), (e) => {
     assert.ok(e instanceof OpenAI.RateLimitError, e.constructor.name);
     assert.equal(e.code, 'insufficient_quota');
     return true;

@@ -309,13 +309,18 @@ test('2. an invalid key and a revoked key answer 401; the revoked one within 1 s
 });
 
 test('3. a spent budget answers 429 insufficient_quota', { skip }, async () => {
-  write('admin', 'budget_updated', ['budgets', 'set', ORG_B, '--monthly-tokens', '60']);
+  const chat = { model: MODEL, messages: [{ role: 'user', content: 'count to ten' }], max_tokens: 10 };
+  // Ingress reserves the prompt's upper bound (the body's bytes + 8 per message
+  // + 64 for the template) + max_tokens; each request bills about 20. A budget
+  // of one reservation + 10 serves the first, then refuses (whether the first
+  // one's settle has landed or its reservation is still held).
+  const budget = Buffer.byteLength(JSON.stringify(chat)) + 8 + 64 + chat.max_tokens + 10;
+  write('admin', 'budget_updated', ['budgets', 'set', ORG_B, '--monthly-tokens', String(budget)]);
   writes.at(-1).id = null;
-  assert.equal(json('admin', ['budgets', 'get', ORG_B]).monthly_token_limit, 60);
+  assert.equal(json('admin', ['budgets', 'get', ORG_B]).monthly_token_limit, budget);
   const k = write('carol', 'api_key_created', ['keys', 'create', '--name', 'e2e-budget']);
   ids.carolKey = k.id;
   const client = sdk(k.key);
-  const chat = { model: MODEL, messages: [{ role: 'user', content: 'count to ten' }], max_tokens: 10 };
   let served = 0;
   let denied = null;
   for (let i = 0; i < 15 && !denied; i++) {
@@ -326,7 +331,7 @@ test('3. a spent budget answers 429 insufficient_quota', { skip }, async () => {
       denied = e;
     }
   }
-  assert.ok(denied, `15 requests of up to ~20 tokens all passed a 60-token budget (${served} served)`);
+  assert.ok(denied, `15 requests of up to ~20 tokens all passed a ${budget}-token budget (${served} served)`);
   assert.ok(denied instanceof OpenAI.RateLimitError, `${denied.constructor.name}: ${denied.message}`);
   assert.equal(denied.status, 429);
   assert.equal(denied.code, 'insufficient_quota');

@@ -15,7 +15,8 @@ static void count_text(const char *text, size_t len, void *arg)
     *total += len;
 }
 
-static void check_ok(const ias_openai_request *req)
+/* body_len: the JSON the request was parsed from. */
+static void check_ok(const ias_openai_request *req, size_t body_len)
 {
     size_t total = 0;
     const cJSON *msg;
@@ -73,7 +74,13 @@ static void check_ok(const ias_openai_request *req)
         if (ias_openai_prompt_at(req, req->nprompts) != NULL)
             abort();
     }
-    (void)ias_openai_estimate_prompt_tokens(req);
+    /* The reserve's bound covers every byte of text (a decoded JSON string is
+     * never longer than its escaped form) and is never below the estimate. */
+    uint64_t bound = ias_openai_prompt_tokens_max(req, body_len);
+    if (bound < ias_openai_estimate_prompt_tokens(req) ||
+        (!req->prompt_token_ids && bound < req->text_bytes) ||
+        (req->prompt_token_ids && bound != req->ntoken_ids))
+        abort();
 }
 
 static void check_err(const ias_openai_error *err)
@@ -92,15 +99,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (json == NULL)
         return 0;
     if (ias_openai_parse_chat(json, &req, &err) == IAS_OK)
-        check_ok(&req);
+        check_ok(&req, size);
     else
         check_err(&err);
     if (ias_openai_parse_completion(json, &req, &err) == IAS_OK)
-        check_ok(&req);
+        check_ok(&req, size);
     else
         check_err(&err);
     if (ias_openai_parse_embedding(json, &req, &err) == IAS_OK)
-        check_ok(&req);
+        check_ok(&req, size);
     else
         check_err(&err);
     cJSON_Delete(json);

@@ -232,6 +232,47 @@ test('client X-Ias-* headers are dropped; the router gets the contract headers',
   assert.equal(redis('EXISTS', `ias:budget:spoofed-org:${month()}`), '0');
 });
 
+test('the reserve bounds the prompt: CJK text and tool definitions reserve at least their bytes', { skip }, async () => {
+  // A real tokenizer bills about a token per CJK character (3 bytes) and
+  // renders tool definitions into the prompt; bytes / 4 of the message text
+  // (the X-Ias-Prompt-Tokens estimate) undercounts both. The reserve takes
+  // every byte of the body as a token, plus 8 per message and 64 for the
+  // template, or 512 with tools.
+  const tools = Array.from({ length: 20 }, (_, i) => ({
+    type: 'function',
+    function: {
+      name: `lookup_${i}`, description: 'Look a record up by its id and return every field of it.',
+      parameters: { type: 'object', properties: { id: { type: 'string', description: 'the record id' } }, required: ['id'] },
+    },
+  }));
+  const cases = [
+    ['CJK', { model: MODEL, messages: [{ role: 'user', content: '\u4f60\u597d\u4e16\u754c'.repeat(200) }], max_tokens: 1 }, 64],
+    ['tools', { model: MODEL, messages: [{ role: 'user', content: 'hi' }], tools, max_tokens: 1 }, 512],
+  ];
+  for (const [name, body, template] of cases) {
+    const t = seedTenant({ budget: 100000 });
+    const text = JSON.stringify(body);
+    const bytes = Buffer.byteLength(text);
+    const id = `req-bound-${name}-${randomUUID()}`;
+    const r = await fetch(`${ingressB.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${t.key}`, 'Content-Type': 'application/json', 'X-Request-Id': id },
+      body: text,
+    });
+    assert.equal(r.status, 200, `${name}: ${await r.clone().text()}`);
+    await r.json();
+    const got = capture.seen.find((s) => s.headers['x-request-id'] === id);
+    assert.ok(got, `${name}: router call recorded`);
+    const reserved = Number(got.headers['x-ias-reserved-tokens']);
+    const estimate = Number(got.headers['x-ias-prompt-tokens']);
+    assert.equal(reserved, bytes + 8 + template + body.max_tokens, name);
+    assert.ok(reserved >= bytes, `${name}: reserved ${reserved} < ${bytes} bytes`);
+    assert.ok(estimate * 3 < bytes, `${name}: estimate ${estimate}, ${bytes} bytes`);
+    // The capture router settles nothing: the reservation is still held.
+    assert.equal(budgetOf(t.org).reserved, reserved, name);
+  }
+});
+
 // ---- validation, models, policy ----------------------------------------------
 
 test('GET /v1/models lists only the models the org may use', { skip }, async () => {

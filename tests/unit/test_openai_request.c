@@ -704,6 +704,104 @@ static void test_estimate(void **state)
     cJSON_Delete(p.json);
 }
 
+/* The bound of a body: parse it as kind, return ias_openai_prompt_tokens_max
+ * of its length (and its estimate through *estimate when not NULL). */
+static uint64_t bound_of(ias_openai_kind kind, const char *body, uint64_t *estimate)
+{
+    parsed p = parse(kind, body);
+    uint64_t max;
+
+    assert_int_equal(p.rc, IAS_OK);
+    max = ias_openai_prompt_tokens_max(&p.req, strlen(body));
+    if (estimate != NULL)
+        *estimate = ias_openai_estimate_prompt_tokens(&p.req);
+    cJSON_Delete(p.json);
+    return max;
+}
+
+static void test_prompt_tokens_max(void **state)
+{
+    /* 20 CJK characters, 3 UTF-8 bytes each: about 20 tokens in real
+     * tokenizers, where the estimate counts 60 / 4 = 15 (+ 4). */
+    static const char cjk[] = "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c\xe4\xbd\xa0"
+                              "\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c\xe4\xbd\xa0\xe5\xa5\xbd"
+                              "\xe4\xb8\x96\xe7\x95\x8c\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96"
+                              "\xe7\x95\x8c\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c";
+    const char *text = "{\"model\":\"m\"," MSGS "}";
+    const char *two = "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+                      "{\"role\":\"user\",\"content\":\"u\",\"name\":\"bob\"}]}";
+    const char *tools = "{\"model\":\"m\"," MSGS ",\"tools\":[{\"type\":\"function\","
+                        "\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":"
+                        "\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}]}";
+    const char *functions = "{\"model\":\"m\"," MSGS ",\"functions\":[{\"name\":\"f\"}]}";
+    const char *null_tools = "{\"model\":\"m\"," MSGS ",\"tools\":null}";
+    const char *escaped = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                          "\"\\u4f60\\u597d\\n\"}]}";
+    char body[512];
+    uint64_t est;
+
+    assert_int_equal(strlen(cjk), 60);
+    /* text: the body's bytes, one message's allowance, the template's */
+    assert_int_equal(bound_of(IAS_OPENAI_CHAT, text, &est), strlen(text) +
+                                                                IAS_OPENAI_PROMPT_MAX_PER_MESSAGE +
+                                                                IAS_OPENAI_PROMPT_MAX_TEMPLATE);
+    assert_true(est < strlen(text));
+    assert_int_equal(bound_of(IAS_OPENAI_CHAT, two, NULL),
+                     strlen(two) + 2 * IAS_OPENAI_PROMPT_MAX_PER_MESSAGE +
+                         IAS_OPENAI_PROMPT_MAX_TEMPLATE);
+
+    /* CJK: at least a token per byte where the estimate is under one per
+     * character */
+    snprintf(body, sizeof(body),
+             "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+             "\"%s\"}]}",
+             cjk);
+    assert_true(bound_of(IAS_OPENAI_CHAT, body, &est) >= 60);
+    assert_int_equal(est, 15 + 4);
+    assert_int_equal(bound_of(IAS_OPENAI_CHAT, body, NULL), strlen(body) +
+                                                                IAS_OPENAI_PROMPT_MAX_PER_MESSAGE +
+                                                                IAS_OPENAI_PROMPT_MAX_TEMPLATE);
+    /* escapes only shrink: the body's length still bounds the decoded text */
+    assert_true(bound_of(IAS_OPENAI_CHAT, escaped, NULL) > strlen(escaped));
+
+    /* tools or functions: the preamble allowance; their bytes are in the body,
+     * where the estimate does not count them */
+    assert_int_equal(bound_of(IAS_OPENAI_CHAT, tools, &est),
+                     strlen(tools) + IAS_OPENAI_PROMPT_MAX_PER_MESSAGE +
+                         IAS_OPENAI_PROMPT_MAX_TOOLS_TEMPLATE);
+    assert_int_equal(est, 1 + 4);
+    assert_int_equal(bound_of(IAS_OPENAI_CHAT, functions, NULL),
+                     strlen(functions) + IAS_OPENAI_PROMPT_MAX_PER_MESSAGE +
+                         IAS_OPENAI_PROMPT_MAX_TOOLS_TEMPLATE);
+    assert_int_equal(bound_of(IAS_OPENAI_CHAT, null_tools, NULL),
+                     strlen(null_tools) + IAS_OPENAI_PROMPT_MAX_PER_MESSAGE +
+                         IAS_OPENAI_PROMPT_MAX_TEMPLATE);
+
+    /* completions: one allowance per prompt, billed once whatever n */
+    snprintf(body, sizeof(body), "{\"model\":\"m\",\"prompt\":[\"ab\",\"cd\"],\"n\":5}");
+    assert_int_equal(bound_of(IAS_OPENAI_COMPLETION, body, NULL),
+                     strlen(body) + 2 * IAS_OPENAI_PROMPT_MAX_PER_MESSAGE +
+                         IAS_OPENAI_PROMPT_MAX_TEMPLATE);
+
+    /* token ids: exactly one token each, whatever the body's length */
+    assert_int_equal(bound_of(IAS_OPENAI_COMPLETION,
+                              "{\"model\":\"m\",\"prompt\":[[1,2,3],[4]],\"echo\":true}", NULL),
+                     4);
+    assert_int_equal(
+        bound_of(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[100000,200000]}", NULL), 2);
+
+    /* embeddings: text inputs as prompts, token-id inputs exactly */
+    snprintf(body, sizeof(body), "{\"model\":\"e\",\"input\":[\"ab\",\"%s\"]}", cjk);
+    assert_int_equal(bound_of(IAS_OPENAI_EMBEDDING, body, &est),
+                     strlen(body) + 2 * IAS_OPENAI_PROMPT_MAX_PER_MESSAGE +
+                         IAS_OPENAI_PROMPT_MAX_TEMPLATE);
+    assert_int_equal(est, 16 + 2 * 4); /* ceil(62 / 4): fewer than the 21 characters */
+    assert_int_equal(bound_of(IAS_OPENAI_EMBEDDING, "{\"model\":\"e\",\"input\":[1,2,3]}", NULL),
+                     3);
+    assert_int_equal(
+        bound_of(IAS_OPENAI_EMBEDDING, "{\"model\":\"e\",\"input\":[[1,2],[3]]}", NULL), 3);
+}
+
 static void collect(const char *text, size_t len, void *arg)
 {
     char *buf = arg;
@@ -925,6 +1023,7 @@ int main(void)
         cmocka_unit_test(test_prompt_errors),
         cmocka_unit_test(test_prompt_limits),
         cmocka_unit_test(test_estimate),
+        cmocka_unit_test(test_prompt_tokens_max),
         cmocka_unit_test(test_foreach_text),
         cmocka_unit_test(test_embedding_forms),
         cmocka_unit_test(test_embedding_errors),

@@ -34,6 +34,25 @@ enum {
     IAS_OPENAI_MAX_TOKENS_LIMIT = 1048576 /* upper bound for max_tokens */
 };
 
+/* Allowances of ias_openai_prompt_tokens_max() for the tokens a chat template
+ * or tokenizer adds that are not bytes of the body (see there). */
+enum {
+    /* Per message (chat) or per prompt/input: turn markers such as Llama 3's
+     * <|start_header_id|> <|end_header_id|> "\n\n" <|eot_id|> (4), ChatML's
+     * <|im_start|> "\n" <|im_end|> "\n" (4), BOS/EOS or CLS/SEP (2). */
+    IAS_OPENAI_PROMPT_MAX_PER_MESSAGE = 8,
+    /* Once per request without tools: BOS, the generation prompt
+     * ("<|start_header_id|>assistant<|end_header_id|>\n\n") and the system
+     * text some templates add unasked (Llama 3.1's "Cutting Knowledge Date..."
+     * header, about 25; Qwen 2.5's "You are Qwen, created by Alibaba Cloud...",
+     * about 20). */
+    IAS_OPENAI_PROMPT_MAX_TEMPLATE = 64,
+    /* Once per request with "tools" or "functions": the tool-calling preamble
+     * templates write around the definitions (Qwen 2.5 and Llama 3.1 about 100,
+     * Hermes 2 Pro's pydantic call schema about 200) plus the above. */
+    IAS_OPENAI_PROMPT_MAX_TOOLS_TEMPLATE = 512,
+};
+
 typedef enum {
     IAS_OPENAI_CHAT = 0,   /* POST /v1/chat/completions */
     IAS_OPENAI_COMPLETION, /* POST /v1/completions (legacy) */
@@ -80,6 +99,9 @@ typedef struct ias_openai_request {
     bool has_top_p;
     double top_p; /* [0, 1] */
     int n;        /* choices per prompt, 1..IAS_OPENAI_MAX_N (1 when absent) */
+    /* Chat: "tools" or "functions" is given (not null), so the backend's
+     * template adds a tool-calling preamble. Not validated: it passes through. */
+    bool tools;
 
     size_t nstop;
     const char *stop[IAS_OPENAI_MAX_STOP];
@@ -109,12 +131,44 @@ int ias_openai_parse_completion(const cJSON *body, ias_openai_request *out,
 int ias_openai_parse_embedding(const cJSON *body, ias_openai_request *out,
                                ias_openai_error *err) IAS_MUSTCHECK;
 
-/* A rough prompt size for budget reservation, not a tokenizer: one token per
- * four bytes of text (rounded up) plus four per message (role and framing) or
- * per prompt. It overestimates English by design; settle on the real usage.
+/* A rough prompt size, not a tokenizer: one token per four bytes of text
+ * (rounded up) plus four per message (role and framing) or per prompt.
  * Token-id prompts are counted exactly: one token per id. Prompts are billed
- * once however many choices (n) each one gets. */
+ * once however many choices (n) each one gets. An estimate, for what should be
+ * near the truth (billing when a backend reports no usage, the router's
+ * X-Ias-Prompt-Tokens); it is no bound: CJK text takes about one token per
+ * three bytes, and tools, tool_calls, names and response_format schemas are
+ * rendered into the prompt but not counted. Budget reserves use
+ * ias_openai_prompt_tokens_max(). */
 uint64_t ias_openai_estimate_prompt_tokens(const ias_openai_request *req);
+
+/* An upper bound of the prompt tokens any backend can bill for the validated
+ * request whose JSON body is body_len bytes, for budget reserves that must not
+ * be overshot. Token-id prompts: exactly the number of ids (a backend
+ * tokenizes nothing and adds no special tokens to them). Text: body_len, plus
+ * IAS_OPENAI_PROMPT_MAX_PER_MESSAGE per message (prompt, input), plus
+ * IAS_OPENAI_PROMPT_MAX_TEMPLATE, or IAS_OPENAI_PROMPT_MAX_TOOLS_TEMPLATE
+ * when tools are given.
+ *
+ * Why that bounds: byte-level BPE tokenizers (GPT, Llama 3, Qwen, Mistral's
+ * tekken) and SentencePiece with byte fallback never make more tokens than
+ * input bytes, and every byte a chat template renders comes from the body
+ * except the template's own text, which the allowances cover. JSON escapes
+ * only shrink when decoded; the keys and punctuation of the body's own JSON
+ * are never rendered, which leaves room for the separators and indentation a
+ * template adds when it re-serialises tools.
+ *
+ * Assumptions: a template renders body text about once; one that repeats it
+ * (Hermes 2 Pro writes tool descriptions twice) stays within the bound while
+ * the tokenizer averages two bytes or more per token there, as it does for
+ * English and CJK. Numbers a template prints longer than the client wrote
+ * them (1e9 in a tool schema as 1000000000.0) can exceed it: a client writing
+ * its schemas so on purpose overshoots by a fraction of those bytes.
+ *
+ * Not bounded: images, audio and files in content parts cost tokens that no
+ * byte count bounds (an image URL of 50 bytes may be 2,000 tokens); there the
+ * caller's cap at the model's context is the only hard bound. */
+uint64_t ias_openai_prompt_tokens_max(const ias_openai_request *req, size_t body_len);
 
 /* For a validated completion (embedding) request: the i-th prompt (input), i < nprompts, as a
  * cJSON string (text) or array of integers (token ids). */
