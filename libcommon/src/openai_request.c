@@ -229,6 +229,36 @@ static int parse_n(const cJSON *body, ias_openai_request *out, ias_openai_error 
     return IAS_OK;
 }
 
+/* best_of (completions in OpenAI, any sampling request in vLLM): candidates
+ * generated server-side per prompt, of which n are returned. Every candidate is
+ * billed, so budgets must reserve for best_of, not n. */
+static int parse_best_of(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
+{
+    const cJSON *v;
+
+    if (get_unique(body, "best_of", "", &v, err) != IAS_OK)
+        return IAS_ERR;
+    out->best_of = out->n;
+    if (!given(v))
+        return IAS_OK;
+    if (!is_integral(v))
+        return type_error(err, "best_of", "an integer", v);
+    if (v->valuedouble < out->n)
+        return fail(err, "best_of",
+                    "Invalid 'best_of': best_of must be greater than or equal to n (%d), but got "
+                    "%.17g instead.",
+                    out->n, v->valuedouble);
+    if (v->valuedouble > IAS_OPENAI_MAX_N)
+        return fail(err, "best_of",
+                    "Invalid 'best_of': integer above maximum value. Expected a value <= %d, but "
+                    "got %.17g instead.",
+                    IAS_OPENAI_MAX_N, v->valuedouble);
+    if (out->stream && v->valuedouble > out->n)
+        return fail(err, "best_of", "best_of greater than n cannot be used with stream.");
+    out->best_of = (int)v->valuedouble;
+    return IAS_OK;
+}
+
 static int parse_stop(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
 {
     const cJSON *v, *it;
@@ -290,7 +320,7 @@ static int parse_common(const cJSON *body, ias_openai_request *out, ias_openai_e
         return IAS_ERR;
     if (parse_range(body, "top_p", 0.0, 1.0, &out->has_top_p, &out->top_p, err) != IAS_OK)
         return IAS_ERR;
-    if (parse_n(body, out, err) != IAS_OK)
+    if (parse_n(body, out, err) != IAS_OK || parse_best_of(body, out, err) != IAS_OK)
         return IAS_ERR;
     if (parse_stop(body, out, err) != IAS_OK)
         return IAS_ERR;
@@ -641,6 +671,7 @@ static int begin(const cJSON *body, ias_openai_kind kind, ias_openai_request *ou
     memset(out, 0, sizeof(*out));
     out->kind = kind;
     out->n = 1;
+    out->best_of = 1;
     if (err != NULL) {
         err->param[0] = '\0';
         err->message[0] = '\0';
@@ -680,6 +711,7 @@ int ias_openai_parse_chat(const cJSON *body, ias_openai_request *out, ias_openai
         return IAS_ERR;
     out->nprompts = 1;
     out->nchoices = (size_t)out->n;
+    out->ngenerated = (size_t)out->best_of;
     out->tools = has_tools(body);
     /* As vLLM and OpenAI: max_completion_tokens supersedes the deprecated max_tokens. */
     if (max_completion_tokens > 0)
@@ -695,8 +727,9 @@ int ias_openai_parse_completion(const cJSON *body, ias_openai_request *out, ias_
         return IAS_ERR;
     if (parse_common(body, out, err) != IAS_OK)
         return IAS_ERR;
-    /* As OpenAI: n completions for every prompt. */
+    /* As OpenAI: n completions for every prompt, best_of generated. */
     out->nchoices = (size_t)out->n * out->nprompts;
+    out->ngenerated = (size_t)out->best_of * out->nprompts;
     return IAS_OK;
 }
 

@@ -30,7 +30,8 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_MODELS_CACHE_TTL", IAS_CFG_MS, "5s", 100, 3600000, "model registry snapshot lifetime"},
     {"IAS_POLICY_CACHE_TTL", IAS_CFG_MS, "2s", 0, 600000, "longest a policy decision is reused"},
     {"IAS_DEFAULT_MAX_TOKENS", IAS_CFG_INT, "4096", 1, IAS_OPENAI_MAX_TOKENS_LIMIT,
-     "completion tokens reserved per completion (n x prompts) when the client sets no max_tokens"},
+     "completion tokens reserved per completion generated (n or best_of, x prompts) when the "
+     "client sets no max_tokens"},
     {"IAS_RESERVATION_TTL", IAS_CFG_MS, "10m", 1000, 86400000,
      "an unsettled budget reservation stops counting after this"},
     {"IAS_ORG_RPS_DEFAULT", IAS_CFG_INT, "0", 0, 10000000, "requests/s per org (0: unlimited)"},

@@ -216,11 +216,12 @@ static int64_t add_sat(int64_t a, int64_t b)
     return b > INT64_MAX - a ? INT64_MAX : a + b;
 }
 
-/* The completions the request asks for: n for every prompt (completions) or n
- * (chat). The backend generates each one up to max_tokens, so each is reserved. */
+/* The completions the backend generates: best_of (n when absent) for every
+ * prompt (completions) or best_of (chat). Each one runs up to max_tokens and
+ * is billed, returned or not, so each is reserved. */
 static int64_t completions(const v1_call *c)
 {
-    return c->oreq.nchoices > 0 ? (int64_t)c->oreq.nchoices : 1;
+    return c->oreq.ngenerated > 0 ? (int64_t)c->oreq.ngenerated : 1;
 }
 
 static void on_reserved(const ias_budget_result *res, void *arg)

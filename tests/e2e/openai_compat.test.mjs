@@ -228,6 +228,10 @@ test('invalid n and prompt forms: BadRequestError naming the parameter', { skip 
   await assert.rejects(c.chat.completions.create({ model: MODEL, messages, n: 1.5 }),
     expect400('n', /Invalid type for 'n': expected an integer, but got a decimal instead\./));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: 'x', n: 129 }), expect400('n'));
+  await assert.rejects(c.completions.create({ model: MODEL, prompt: 'x', n: 3, best_of: 2 }),
+    expect400('best_of', /best_of must be greater than or equal to n \(3\)/));
+  await assert.rejects(c.completions.create({ model: MODEL, prompt: 'x', best_of: 2, stream: true }),
+    expect400('best_of', /cannot be used with stream/));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: ['a', 'b', 3] }),
     expect400('prompt[2]', /Invalid type for 'prompt\[2\]': expected a string, but got an integer instead\./));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: [1, 'a'] }),
@@ -251,6 +255,8 @@ test('a budget that covers one completion but not k refuses k (429 insufficient_
     ['4 prompts', (c, b) => c.completions.create(b), { model: MODEL, prompt: ['a', 'b', 'c', 'd'], max_tokens: 50 }],
     ['2 prompts x n: 2', (c, b) => c.completions.create(b), { model: MODEL, prompt: ['a', 'b'], max_tokens: 50, n: 2 }],
     ['token ids x n: 3', (c, b) => c.completions.create(b), { model: MODEL, prompt: [1, 2, 3, 4, 5], max_tokens: 40, n: 3 }],
+    // best_of candidates are generated and billed, though only n come back
+    ['best_of: 4', (c, b) => c.completions.create(b), { model: MODEL, prompt: 'a', max_tokens: 50, best_of: 4 }],
   ];
   for (const [name, call, body] of cases) {
     const t = seedTenant({ budget: promptMax(body) + body.max_tokens });

@@ -32,6 +32,9 @@ static void check_ok(const ias_openai_request *req, size_t body_len)
         req->nprompts >
             (req->kind == IAS_OPENAI_EMBEDDING ? IAS_OPENAI_MAX_INPUTS : IAS_OPENAI_MAX_PROMPTS) ||
         req->nchoices != (req->kind == IAS_OPENAI_EMBEDDING ? 0 : (size_t)req->n * req->nprompts) ||
+        req->best_of < req->n || req->best_of > IAS_OPENAI_MAX_N ||
+        req->ngenerated !=
+            (req->kind == IAS_OPENAI_EMBEDDING ? 0 : (size_t)req->best_of * req->nprompts) ||
         req->ntoken_ids > IAS_OPENAI_MAX_TOKEN_IDS ||
         (req->prompt_token_ids ? req->ntoken_ids < req->nprompts || req->text_bytes != 0
                                : req->ntoken_ids != 0))

@@ -489,6 +489,59 @@ static void test_n(void **state)
                  "instead.");
 }
 
+static void test_best_of(void **state)
+{
+    /* absent: as many generated as returned */
+    parsed p = parse(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"],\"n\":2}");
+
+    (void)state;
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.best_of, 2);
+    assert_int_equal(p.req.ngenerated, 4);
+    cJSON_Delete(p.json);
+
+    /* best_of candidates per prompt are generated (and billed), n returned */
+    p = parse(IAS_OPENAI_COMPLETION,
+              "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"],\"n\":2,\"best_of\":5}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nchoices, 4);
+    assert_int_equal(p.req.ngenerated, 10);
+    cJSON_Delete(p.json);
+
+    p = parse(IAS_OPENAI_CHAT, "{\"model\":\"m\"," MSGS ",\"best_of\":3}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.nchoices, 1);
+    assert_int_equal(p.req.ngenerated, 3);
+    cJSON_Delete(p.json);
+
+    /* streaming with best_of == n is plain streaming */
+    p = parse(IAS_OPENAI_COMPLETION,
+              "{\"model\":\"m\",\"prompt\":\"a\",\"stream\":true,\"n\":2,\"best_of\":2}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.ngenerated, 2);
+    cJSON_Delete(p.json);
+
+    p = parse(IAS_OPENAI_EMBEDDING, "{\"model\":\"m\",\"input\":\"a\"}");
+    assert_int_equal(p.rc, IAS_OK);
+    assert_int_equal(p.req.ngenerated, 0);
+    cJSON_Delete(p.json);
+
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"n\":3,\"best_of\":2}",
+                 "best_of",
+                 "Invalid 'best_of': best_of must be greater than or equal to n (3), but got 2 "
+                 "instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"best_of\":129}",
+                 "best_of",
+                 "Invalid 'best_of': integer above maximum value. Expected a value <= 128, but got "
+                 "129 instead.");
+    expect_error(IAS_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"x\",\"best_of\":\"2\"}",
+                 "best_of",
+                 "Invalid type for 'best_of': expected an integer, but got a string instead.");
+    expect_error(IAS_OPENAI_COMPLETION,
+                 "{\"model\":\"m\",\"prompt\":\"x\",\"stream\":true,\"best_of\":2}", "best_of",
+                 "best_of greater than n cannot be used with stream.");
+}
+
 static void test_prompt_forms(void **state)
 {
     /* a string */
@@ -1019,6 +1072,7 @@ int main(void)
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_completion),
         cmocka_unit_test(test_n),
+        cmocka_unit_test(test_best_of),
         cmocka_unit_test(test_prompt_forms),
         cmocka_unit_test(test_prompt_errors),
         cmocka_unit_test(test_prompt_limits),

@@ -85,8 +85,11 @@ typedef struct ias_openai_request {
     size_t ntoken_ids;     /* token ids over all prompts (0 for text) */
     /* Completions the request asks for: n per prompt, so n x nprompts
      * (completion) or n (chat); at most IAS_OPENAI_MAX_N x IAS_OPENAI_MAX_PROMPTS.
-     * Budgets reserve for every one of them. Embedding: 0 (nothing generated). */
+     * Embedding: 0 (nothing generated). */
     size_t nchoices;
+    /* Completions the backend generates and bills: best_of (>= n) per prompt,
+     * so ngenerated >= nchoices. Budgets reserve for these. Embedding: 0. */
+    size_t ngenerated;
 
     bool stream;
     bool include_usage; /* stream_options.include_usage */
@@ -99,6 +102,7 @@ typedef struct ias_openai_request {
     bool has_top_p;
     double top_p; /* [0, 1] */
     int n;        /* choices per prompt, 1..IAS_OPENAI_MAX_N (1 when absent) */
+    int best_of;  /* candidates per prompt, n..IAS_OPENAI_MAX_N (n when absent) */
     /* Chat: "tools" or "functions" is given (not null), so the backend's
      * template adds a tool-calling preamble. Not validated: it passes through. */
     bool tools;
