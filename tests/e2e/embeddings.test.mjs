@@ -16,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator, subscribeEvents } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -108,18 +108,7 @@ before(async () => {
   const router = await startService('router', { ...common, IAS_USERS_URL: users.url, IAS_SPOOL_DIR: scratchPath('router') });
   procs.push(router);
   // usage events (the exchange exists once a service declared the topology)
-  const amqplib = require('amqplib');
-  amqp = await amqplib.connect(env.IAS_AMQP_URL);
-  const ch = await amqp.createChannel();
-  const q = await ch.assertQueue('', { exclusive: true, autoDelete: true });
-  await ch.bindQueue(q.queue, 'ias.events', 'usage.recorded');
-  await ch.consume(q.queue, (m) => {
-    // packed events: one JSON event per line (docs/architecture/events.md)
-    const text = m.content.toString();
-    const lines = m.properties.contentType === 'application/x-ndjson' ? text.split('\n') : [text];
-    for (const line of lines) usage.push(JSON.parse(line));
-    ch.ack(m);
-  });
+  amqp = await subscribeEvents(['usage.recorded'], (e) => usage.push(e.body));
 
   ingress = await startService('ingress', {
     ...common, IAS_USERS_URL: users.url, IAS_ROUTER_URL: router.url, IAS_PDP_URL: '', IAS_FORWARD_HEADER_PREFIX: 'X-Mock-',

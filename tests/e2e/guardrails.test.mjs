@@ -13,7 +13,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator, subscribeEvents } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -26,7 +26,7 @@ const RESTRICTED = 'restricted-gpt';
 const ECHO = { headers: { 'X-Mock-Echo': '1' } };
 const INTERNAL = randomBytes(16).toString('hex');
 const SECRET = randomBytes(32).toString('hex');
-let OpenAI, db, ingress, router, amqp, channel, validateAudit;
+let OpenAI, db, ingress, router, amqp, validateAudit;
 const procs = [];
 const audits = [];
 const usage = [];
@@ -81,23 +81,9 @@ before(async () => {
   procs.push(pdp);
 
   // Audit events of the router, checked against the schema.
-  const amqplib = require('amqplib');
-  amqp = await amqplib.connect(env.IAS_AMQP_URL);
-  channel = await amqp.createChannel();
-  const q = await channel.assertQueue('', { exclusive: true, autoDelete: true });
-  await channel.bindQueue(q.queue, 'ias.events', 'audit.router.#');
-  await channel.bindQueue(q.queue, 'ias.events', 'usage.recorded');
-  await channel.consume(q.queue, (m) => {
-    // The router packs events that queue up (IAS_EVENTS_PACK_MAX): content type
-    // application/x-ndjson, one JSON event per line (docs/architecture/events.md).
-    const text = m.content.toString();
-    const lines = m.properties.contentType === 'application/x-ndjson' ? text.split('\n') : [text];
-    for (const line of lines) {
-      const body = JSON.parse(line);
-      if (m.fields.routingKey === 'usage.recorded') usage.push(body);
-      else audits.push({ key: m.fields.routingKey, body });
-    }
-    channel.ack(m);
+  amqp = await subscribeEvents(['audit.router.#', 'usage.recorded'], (e) => {
+    if (e.key === 'usage.recorded') usage.push(e.body);
+    else audits.push({ key: e.key, body: e.body });
   });
 
   pdpUrl = pdp.url;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import { startService, stackEnv, freePort, root, redisCli, budgetMonth, eventValidator } from '../lib/harness.mjs';
+import { startService, stackEnv, freePort, root, redisCli, budgetMonth, eventValidator, subscribeEvents } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -49,19 +49,6 @@ function registry(extra = []) {
 }
 
 const redis = (...args) => redisCli(...args).trim();
-
-// The events of one AMQP message: the router packs events that queue up
-// (IAS_EVENTS_PACK_MAX): content type application/x-ndjson, one JSON body per
-// line, their message ids in the x-ias-message-ids header
-// (docs/architecture/events.md).
-function unpack(m) {
-  const body = m.content.toString();
-  if (m.properties.contentType !== 'application/x-ndjson') return [{ body, messageId: m.properties.messageId }];
-  const ids = m.properties.headers['x-ias-message-ids'];
-  const lines = body.split('\n');
-  assert.equal(lines.length, ids.length, 'one message id per line of a pack');
-  return lines.map((line, i) => ({ body: line, messageId: String(ids[i]) }));
-}
 
 function waitEvent(requestId, timeoutMs = 5000) {
   return new Promise((resolve, reject) => {
@@ -106,24 +93,17 @@ before(async () => {
   regFile = join(dir, 'registry.json');
   writeFileSync(regFile, JSON.stringify(registry()));
 
-  const amqplib = require('amqplib');
-  amqp = await amqplib.connect(env.IAS_AMQP_URL);
-  channel = await amqp.createChannel();
-  await channel.assertExchange('ias.events', 'topic', { durable: true });
-  const q = await channel.assertQueue('', { exclusive: true, autoDelete: true });
-  await channel.bindQueue(q.queue, 'ias.events', 'usage.recorded');
-  await channel.consume(q.queue, (m) => {
-    for (const one of unpack(m)) {
-      const ev = JSON.parse(one.body);
-      ev._props = { type: m.properties.type, messageId: one.messageId };
-      const list = events.get(ev.request_id) || [];
-      list.push(ev);
-      events.set(ev.request_id, list);
-      for (let i = waiters.length - 1; i >= 0; i--) {
-        if (waiters[i].requestId === ev.request_id) { waiters[i].resolve(ev); waiters.splice(i, 1); }
-      }
+  amqp = await subscribeEvents(['usage.recorded'], (e) => {
+    const ev = e.body;
+    ev._props = { type: e.type, messageId: e.messageId };
+    const list = events.get(ev.request_id) || [];
+    list.push(ev);
+    events.set(ev.request_id, list);
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (waiters[i].requestId === ev.request_id) { waiters[i].resolve(ev); waiters.splice(i, 1); }
     }
-  }, { noAck: true });
+  });
+  channel = amqp.channel;
 
   router = await startService('router', {
     IAS_REGISTRY_FILE: regFile, IAS_SPOOL_DIR: join(dir, 'spool'), IAS_HEALTH_INTERVAL: '300ms',

@@ -237,3 +237,34 @@ export function eventValidator(name) {
   validators.set(name, v);
   return v;
 }
+
+/** The events of one AMQP message: one, or a pack (content type
+ * application/x-ndjson: one JSON event per line, their message ids in the
+ * x-ias-message-ids header; docs/architecture/events.md). */
+export function unpackEvents(m) {
+  const text = m.content.toString();
+  if (m.properties.contentType !== 'application/x-ndjson') return [{ text, messageId: m.properties.messageId }];
+  const ids = m.properties.headers?.['x-ias-message-ids'] || [];
+  const lines = text.split('\n');
+  if (lines.length !== ids.length) throw new Error(`pack of ${lines.length} events with ${ids.length} message ids`);
+  return lines.map((line, i) => ({ text: line, messageId: String(ids[i]) }));
+}
+
+/** Subscribes a private queue to ias.events for the routing keys (patterns
+ * allowed) and calls onEvent({ key, body, messageId, type }) for every event,
+ * packs unpacked. Returns { channel, close }. */
+export async function subscribeEvents(keys, onEvent) {
+  const amqplib = e2eRequire('amqplib');
+  const conn = await amqplib.connect(process.env.IAS_AMQP_URL);
+  const channel = await conn.createChannel();
+  await channel.assertExchange('ias.events', 'topic', { durable: true });
+  const q = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+  for (const k of keys) await channel.bindQueue(q.queue, 'ias.events', k);
+  await channel.consume(q.queue, (m) => {
+    for (const one of unpackEvents(m)) {
+      onEvent({ key: m.fields.routingKey, body: JSON.parse(one.text), messageId: one.messageId, type: m.properties.type });
+    }
+    channel.ack(m);
+  });
+  return { channel, close: () => conn.close() };
+}
