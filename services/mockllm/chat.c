@@ -573,10 +573,33 @@ static void start(mock_gen *g)
         pump(g);
 }
 
+int mock_parse_request(const mock_ctx *ctx, ias_req *r, ias_openai_kind kind,
+                       ias_openai_request *req, cJSON **json)
+{
+    ias_openai_error perr;
+    int rc;
+
+    *json = ias_req_json(r);
+    if (*json == NULL)
+        return IAS_ERR; /* answered 400 */
+    rc = kind == IAS_OPENAI_CHAT         ? ias_openai_parse_chat(*json, req, &perr)
+         : kind == IAS_OPENAI_COMPLETION ? ias_openai_parse_completion(*json, req, &perr)
+                                         : ias_openai_parse_embedding(*json, req, &perr);
+    if (rc != IAS_OK) {
+        mock_reply_error(r, 400, "BadRequestError", perr.param, "%s", perr.message);
+        return IAS_ERR;
+    }
+    if (strcmp(req->model, ctx->model) != 0) {
+        mock_reply_error(r, 404, "NotFoundError", "model", "The model `%s` does not exist.",
+                         req->model);
+        return IAS_ERR;
+    }
+    return IAS_OK;
+}
+
 static void handle(ias_req *r, mock_ctx *ctx, bool chat)
 {
     ias_openai_request req;
-    ias_openai_error perr;
     mock_params params;
     uint8_t rnd[24];
     cJSON *body;
@@ -589,19 +612,9 @@ static void handle(ias_req *r, mock_ctx *ctx, bool chat)
         return;
     }
 
-    body = ias_req_json(r);
-    if (body == NULL)
-        return; /* answered 400 */
-    if ((chat ? ias_openai_parse_chat(body, &req, &perr)
-              : ias_openai_parse_completion(body, &req, &perr)) != IAS_OK) {
-        mock_reply_error(r, 400, "BadRequestError", perr.param, "%s", perr.message);
-        return;
-    }
-    if (strcmp(req.model, ctx->model) != 0) {
-        mock_reply_error(r, 404, "NotFoundError", "model", "The model `%s` does not exist.",
-                         req.model);
-        return;
-    }
+    if (mock_parse_request(ctx, r, chat ? IAS_OPENAI_CHAT : IAS_OPENAI_COMPLETION, &req, &body) !=
+        IAS_OK)
+        return; /* answered */
 
     g = gen_new(r, ctx, chat, &params, rnd);
     g->stream = req.stream;

@@ -182,7 +182,6 @@ void mock_handle_embeddings(ias_req *r, void *arg)
 {
     mock_ctx *ctx = arg;
     ias_openai_request req;
-    ias_openai_error perr;
     mock_params params;
     mock_embed *e;
     mock_buf body = {0};
@@ -198,18 +197,8 @@ void mock_handle_embeddings(ias_req *r, void *arg)
         return;
     }
 
-    json = ias_req_json(r);
-    if (json == NULL)
-        return; /* answered 400 */
-    if (ias_openai_parse_embedding(json, &req, &perr) != IAS_OK) {
-        mock_reply_error(r, 400, "BadRequestError", perr.param, "%s", perr.message);
-        return;
-    }
-    if (strcmp(req.model, ctx->model) != 0) {
-        mock_reply_error(r, 404, "NotFoundError", "model", "The model `%s` does not exist.",
-                         req.model);
-        return;
-    }
+    if (mock_parse_request(ctx, r, IAS_OPENAI_EMBEDDING, &req, &json) != IAS_OK)
+        return; /* answered */
     if (req.dimensions > MOCK_EMBED_MAX_DIMS) {
         mock_reply_error(r, 400, "BadRequestError", "dimensions",
                          "dimensions is too large: %d. This mock makes at most %d.", req.dimensions,

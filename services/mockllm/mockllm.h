@@ -128,6 +128,11 @@ void mock_reply_error(ias_req *r, int status, const char *type, const char *para
                       ...) IAS_PRINTF(5, 6);
 /* vLLM's error type for a status ("BadRequestError", "NotFoundError", ...). */
 const char *mock_error_type(int status);
+/* Reads and validates the body of a kind's request (400 in vLLM's shape) and
+ * checks it names this mock's model (404). IAS_ERR: answered. *json belongs to
+ * the request (freed with it), as ias_req_json's. */
+int mock_parse_request(const mock_ctx *ctx, ias_req *r, ias_openai_kind kind,
+                       ias_openai_request *req, cJSON **json) IAS_MUSTCHECK;
 
 /* ---- embed.c: POST /v1/embeddings ---- */
 
