@@ -13,7 +13,10 @@
  * copied to a newer segment). With pack_max > 1, consecutive events of one
  * routing key and type share one message (a pack): one delivery tag, one
  * confirm for all of them, and if it is not confirmed every one of its events
- * is spooled on its own. See docs/architecture/events.md. */
+ * is spooled on its own. With opts.journal, publish also appends each event
+ * (write() only) to a crash journal, deleted segment by segment once its events
+ * are confirmed or spooled; the next ias_publisher_new moves a journal left by
+ * a crashed process into the spool. See docs/architecture/events.md. */
 #include "ias/amqp.h"
 
 #include <errno.h>
@@ -22,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <amqp.h>
 
@@ -43,6 +48,13 @@
  * the content header frame, which must fit in one frame (frame_max 128 KiB). */
 #define PACK_BYTES_DEFAULT (256 * 1024)
 #define PACK_IDS_BYTES (64 * 1024)
+/* The crash journal lives in this subdirectory of the spool (the spool's own
+ * scan only looks at seg-* files, so it never mistakes a journal segment for a
+ * spool segment). A journal segment is sealed at this age even if not full, so
+ * an idle publisher keeps no journal and a crash republishes (duplicates) at
+ * most about this much of already confirmed events. */
+#define JOURNAL_SUBDIR "journal"
+#define JOURNAL_ROTATE_MS 1000
 
 typedef struct pev {
     struct pev *next;
@@ -52,11 +64,20 @@ typedef struct pev {
     unsigned char state; /* PENDING, ACKED, NACKED (pipelined path) */
     size_t npack;        /* in the window: events of the message this one heads,
                             linked through next (1 unless packed) */
+    uint64_t jseg;       /* crash journal segment holding a copy, 0: none */
     ias_spool_rec rec;   /* strings and body point into data */
     char data[];
 } pev;
 
 enum { PENDING = 0, ACKED, NACKED };
+
+/* A crash journal segment and how many of its events are not yet resolved
+ * (confirmed by the broker or written to the spool). */
+typedef struct jseg {
+    uint64_t id;
+    size_t outstanding;
+    uint64_t opened_ms; /* first append (monotonic) */
+} jseg;
 
 struct ias_publisher {
     /* immutable after new() */
@@ -82,6 +103,14 @@ struct ias_publisher {
     atomic_bool unsynced; /* a producer appended to the spool without fsync */
     bool stopping;        /* ias_publisher_free called */
     bool closed;          /* the thread is gone: publish goes to the spool */
+
+    /* crash journal (opts.journal), under jmu; NULL when off */
+    ias_spool *journal;
+    pthread_mutex_t jmu;
+    jseg *jsegs;
+    size_t njsegs, capjsegs;
+    uint64_t jcur; /* segment appends go to, 0: sealed (the next starts one) */
+    bool jfail_logged;
 
     /* statistics (relaxed atomics, read by stats_get) */
     _Atomic uint64_t n_published, n_confirmed, n_spooled, n_replayed, n_nacked, n_connects;
@@ -179,6 +208,216 @@ static void pev_free_chain(pev *e)
     }
 }
 
+/* ---- crash journal -------------------------------------------------------- */
+
+static jseg *jseg_find_locked(ias_publisher *p, uint64_t id)
+{
+    for (size_t i = p->njsegs; i > 0; i--)
+        if (p->jsegs[i - 1].id == id)
+            return &p->jsegs[i - 1];
+    return NULL;
+}
+
+/* Copies a new event into the journal (write() only) before it is queued, so
+ * a crash of the process before it is resolved cannot lose it. A failed write
+ * (logged once) leaves the event unprotected rather than refusing it. */
+static void journal_add(ias_publisher *p, pev *e)
+{
+    uint64_t id;
+    jseg *j;
+
+    e->jseg = 0;
+    pthread_mutex_lock(&p->jmu);
+    if (ias_spool_journal_append(p->journal, &e->rec, &id) != IAS_OK) {
+        if (!p->jfail_logged)
+            ias_error(NULL, "publisher %s: crash journal write failed; events are not journaled",
+                      p->name);
+        p->jfail_logged = true;
+        pthread_mutex_unlock(&p->jmu);
+        return;
+    }
+    p->jfail_logged = false;
+    j = jseg_find_locked(p, id);
+    if (!j) {
+        /* A new segment (the spool rotated by size, or we sealed the last). */
+        if (p->njsegs == p->capjsegs) {
+            p->capjsegs = p->capjsegs ? 2 * p->capjsegs : 8;
+            p->jsegs = ias_xrealloc(p->jsegs, p->capjsegs * sizeof(*p->jsegs));
+        }
+        j = &p->jsegs[p->njsegs++];
+        j->id = id;
+        j->outstanding = 0;
+        j->opened_ms = ias_now_ms();
+    }
+    p->jcur = id;
+    j->outstanding++;
+    e->jseg = id;
+    pthread_mutex_unlock(&p->jmu);
+}
+
+/* Events of a chain were resolved: their journal copies are no longer needed. */
+static void journal_release(ias_publisher *p, const pev *chain)
+{
+    uint64_t last = 0;
+    jseg *j = NULL;
+
+    if (!p->journal)
+        return;
+    pthread_mutex_lock(&p->jmu);
+    for (const pev *e = chain; e; e = e->next) {
+        if (e->jseg == 0)
+            continue;
+        if (!j || e->jseg != last) {
+            j = jseg_find_locked(p, e->jseg);
+            last = e->jseg;
+        }
+        if (j && j->outstanding > 0)
+            j->outstanding--;
+    }
+    pthread_mutex_unlock(&p->jmu);
+}
+
+/* Frees a chain of resolved events (confirmed or spooled). Events that are
+ * dropped (spool failure at shutdown) are freed with pev_free_chain instead,
+ * so their journal copies stay for the next start to recover. */
+static void pev_release(ias_publisher *p, pev *chain)
+{
+    journal_release(p, chain);
+    pev_free_chain(chain);
+}
+
+/* Publisher thread (and free): seals the segment being written once it is
+ * JOURNAL_ROTATE_MS old (or always, when final) and deletes every sealed
+ * segment whose events are all resolved. No fsync: a lost unlink only means
+ * duplicates after a machine crash, which consumers dedupe. */
+static void journal_sweep(ias_publisher *p, bool final)
+{
+    size_t k = 0;
+
+    if (!p->journal)
+        return;
+    pthread_mutex_lock(&p->jmu);
+    if (p->jcur != 0) {
+        jseg *cur = jseg_find_locked(p, p->jcur);
+        if (final || !cur || ias_now_ms() - cur->opened_ms >= JOURNAL_ROTATE_MS) {
+            ias_spool_seal(p->journal);
+            p->jcur = 0;
+        }
+    }
+    for (size_t i = 0; i < p->njsegs; i++) {
+        jseg *j = &p->jsegs[i];
+        if (j->id != p->jcur && j->outstanding == 0 &&
+            ias_spool_remove(p->journal, j->id) == IAS_OK)
+            continue;
+        p->jsegs[k++] = *j;
+    }
+    p->njsegs = k;
+    pthread_mutex_unlock(&p->jmu);
+}
+
+/* Removes an emptied journal directory (its LOCK, then itself). Best effort:
+ * an empty directory left behind is harmless. */
+static void journal_rmdir(const char *dir)
+{
+    char lock[4200];
+    int n = snprintf(lock, sizeof(lock), "%s/LOCK", dir);
+
+    if (n < 0 || (size_t)n >= sizeof(lock))
+        return;
+    (void)unlink(lock);
+    (void)rmdir(dir);
+}
+
+/* Journal segments left by an earlier process (it crashed, or could not spool
+ * at shutdown) are copied into the spool, synced, then deleted, so the normal
+ * replay publishes them. Events that had been confirmed before the crash go
+ * out again: consumers dedupe by event id. A segment that cannot be read or
+ * copied stays for the next start. Returns the open journal (kept when
+ * `keep`) or NULL. */
+static ias_spool *journal_recover(ias_publisher *p, const char *jdir, uint64_t max_bytes,
+                                  size_t seg_bytes, bool keep)
+{
+    ias_spool *j;
+    uint64_t *ids = NULL;
+    size_t nids = 0, copied = 0, left = 0;
+    struct stat st;
+    ias_spool_rec recs[256];
+
+    if (!keep && stat(jdir, &st) != 0)
+        return NULL; /* no journal and none wanted */
+    if (ias_spool_open(jdir, seg_bytes, max_bytes, &j) != IAS_OK)
+        return NULL;
+    ias_spool_set_journal(j);
+    if (ias_spool_list(j, &ids, &nids) != IAS_OK)
+        nids = 0;
+    for (size_t i = 0; i < nids; i++) {
+        ias_spool_reader *r;
+        bool ok = true;
+
+        if (ias_spool_reader_open(j, ids[i], &r) != IAS_OK) {
+            left++;
+            continue;
+        }
+        for (;;) {
+            size_t n = 0;
+            while (n < IAS_ARRAY_LEN(recs) && ias_spool_reader_next(r, &recs[n]) == IAS_OK)
+                n++;
+            if (n == 0)
+                break;
+            /* No fsync per chunk: the sync below (or sealing a full spool
+             * segment) makes all of it durable before the journal goes. */
+            if (ias_spool_append_nosync(p->spool, recs, n) != IAS_OK) {
+                ok = false;
+                break;
+            }
+            copied += n;
+        }
+        ias_spool_reader_free(r);
+        if (!ok || ias_spool_sync(p->spool) != IAS_OK) {
+            left++;
+            break; /* the spool is failing: keep this and later segments */
+        }
+        if (ias_spool_remove(j, ids[i]) != IAS_OK)
+            left++;
+    }
+    free(ids);
+    if (copied > 0 || left > 0)
+        ias_warn(NULL,
+                 "publisher %s: recovered %zu event(s) from the crash journal into the spool "
+                 "(some may already have been delivered); %zu segment(s) left in %s",
+                 p->name, copied, left, jdir);
+    if (keep)
+        return j;
+    ias_spool_free(j);
+    if (left == 0)
+        journal_rmdir(jdir);
+    return NULL;
+}
+
+/* ias_publisher_free: with every event resolved, no journal is left behind.
+ * Segments still holding dropped events stay for the next start. */
+static void journal_close(ias_publisher *p)
+{
+    char dir[4200];
+    size_t left;
+
+    if (!p->journal) {
+        pthread_mutex_destroy(&p->jmu);
+        return;
+    }
+    journal_sweep(p, true);
+    left = p->njsegs;
+    snprintf(dir, sizeof(dir), "%s", ias_spool_dir(p->journal));
+    if (left > 0)
+        ias_warn(NULL, "publisher %s: %zu crash journal segment(s) kept in %s", p->name, left, dir);
+    ias_spool_free(p->journal);
+    p->journal = NULL;
+    if (left == 0)
+        journal_rmdir(dir);
+    pthread_mutex_destroy(&p->jmu);
+    free(p->jsegs);
+}
+
 /* Pops up to max events (a NULL-terminated chain), counting them in flight. */
 static pev *pop_locked(ias_publisher *p, size_t max, size_t *n)
 {
@@ -272,7 +511,7 @@ static int spill_chain(ias_publisher *p, pev *chain)
             pthread_mutex_unlock(&p->mu);
             return IAS_ERR;
         }
-        pev_free_chain(chain);
+        pev_release(p, chain);
         chain = rest;
     }
     return IAS_OK;
@@ -550,7 +789,8 @@ static int send_chain(ias_publisher *p, pev *chain, size_t n, int timeout_ms)
     for (e = chain; e;) {
         pev *next = e->next;
         if (state[i++] == ACKED) {
-            free(e);
+            e->next = NULL;
+            pev_release(p, e);
             acked++;
         } else {
             e->next = NULL;
@@ -638,7 +878,7 @@ static void ring_advance(ias_publisher *p)
         (void)ring_pop(p);
         p->ring_first_tag++;
         if (e->state == ACKED) {
-            pev_free_chain(e);
+            pev_release(p, e);
             acked += k;
             msgs++;
         } else {
@@ -691,7 +931,7 @@ static void ring_fail(ias_publisher *p)
         if (e->state == ACKED) {
             acked += e->npack;
             msgs++;
-            pev_free_chain(e);
+            pev_release(p, e);
         } else {
             /* A pack that was not confirmed: each of its events is spooled
              * and replayed on its own merits. */
@@ -1067,6 +1307,7 @@ static void *publisher_main(void *arg)
         if (stopping(p))
             break;
         service_overflow(p);
+        journal_sweep(p, false);
         if (!p->conn) {
             uint64_t now = ias_now_ms();
             if (now >= next_try) {
@@ -1219,6 +1460,17 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
     p->m_connected =
         ias_metrics_gauge("ias_amqp_connected", "1 while connected to the broker.", label);
     free(label);
+    {
+        char jdir[4200];
+        snprintf(jdir, sizeof(jdir), "%s/" JOURNAL_SUBDIR, o->spool_dir);
+        p->journal =
+            journal_recover(p, jdir, o->spool_max_bytes, o->spool_segment_bytes, o->journal);
+        if (o->journal && !p->journal)
+            ias_error(NULL, "publisher %s: cannot open the crash journal %s; running without it",
+                      p->name, jdir);
+        if (pthread_mutex_init(&p->jmu, NULL) != 0)
+            ias_die("publisher: pthread init failed");
+    }
     ias_gauge_set(p->m_segments, (int64_t)ias_spool_segments(p->spool));
     ias_gauge_set(p->m_depth, 0);
     ias_gauge_set(p->m_connected, 0);
@@ -1231,6 +1483,7 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *o)
         ias_error(NULL, "publisher: cannot start thread: %s", strerror(errno));
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
+        journal_close(p);
         ias_spool_free(p->spool);
         free(p->pack_ids);
         free(p->pack_buf);
@@ -1260,6 +1513,9 @@ int ias_publisher_publish(ias_publisher *p, const char *routing_key, const char 
         return IAS_ERR;
     }
     e = pev_new(routing_key, message_id, type, body, len);
+    e->jseg = 0;
+    if (p->journal)
+        journal_add(p, e);
     pthread_mutex_lock(&p->mu);
     if (!p->closed && p->qlen < p->cap && p->qbytes + e->size <= p->max_bytes) {
         if (p->tail)
@@ -1302,6 +1558,7 @@ int ias_publisher_publish(ias_publisher *p, const char *routing_key, const char 
      * caller's thread; the publisher thread (or ias_publisher_free) syncs it. */
     rc = ias_spool_append_nosync(p->spool, &e->rec, 1);
     if (rc == IAS_OK) {
+        journal_release(p, e); /* the spool copy survives a process crash too */
         atomic_store(&p->unsynced, true);
         pthread_cond_signal(&p->cv); /* the thread syncs it on its next pass */
         atomic_fetch_add_explicit(&p->n_spooled, 1, memory_order_relaxed);
@@ -1370,6 +1627,7 @@ void ias_publisher_free(ias_publisher *p)
     ias_gauge_set(p->m_connected, 0);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    journal_close(p);
     ias_spool_free(p->spool);
     free(p->url);
     free(p->name);

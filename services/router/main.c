@@ -35,6 +35,10 @@ static const ias_cfg_row config_rows[] = {
     {"IAS_EVENTS_PACK_WAIT", IAS_CFG_MS, "50ms", 0, 1000,
      "longest an event waits for others to share its message (the broker's cost is per "
      "message)"},
+    {"IAS_EVENTS_JOURNAL", IAS_CFG_BOOL, "true", 0, 0,
+     "also write each event to a crash journal in IAS_SPOOL_DIR/journal (write() only, no "
+     "fsync) until it is confirmed or spooled, so a crash of the router loses no event; "
+     "duplicates after a crash are deduped by event id"},
     {"IAS_INTERNAL_TOKEN", IAS_CFG_SECRET, "", 0, 0,
      "when set, requests must carry X-Ias-Internal-Token"},
     {"IAS_REGISTRY_FILE", IAS_CFG_STR, "", 0, 0,
@@ -236,7 +240,8 @@ int main(void)
                              .spool_dir = ctx->cfg.spool_dir,
                              .name = "router",
                              .pack_max = (size_t)ias_config_int(cfg, "IAS_EVENTS_PACK_MAX"),
-                             .pack_wait_ms = (int)ias_config_ms(cfg, "IAS_EVENTS_PACK_WAIT")};
+                             .pack_wait_ms = (int)ias_config_ms(cfg, "IAS_EVENTS_PACK_WAIT"),
+                             .journal = ias_config_bool(cfg, "IAS_EVENTS_JOURNAL")};
     ctx->pub = ias_publisher_new(&po);
     if (ctx->pub == NULL) {
         ias_error(NULL, "cannot start the usage publisher (spool %s)", ctx->cfg.spool_dir);

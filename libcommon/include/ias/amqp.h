@@ -181,6 +181,16 @@ int ias_spool_append(ias_spool *s, const ias_spool_rec *recs, size_t n) IAS_MUST
  * machine) until ias_spool_sync, the next synced append, sealing the segment
  * (ias_spool_list) or ias_spool_free makes them durable. */
 int ias_spool_append_nosync(ias_spool *s, const ias_spool_rec *recs, size_t n) IAS_MUSTCHECK;
+/* Makes s a crash journal (call right after ias_spool_open): it never fsyncs
+ * (segment creation, appends, sealing, removal), so what it holds survives a
+ * crash of this process (the page cache) but not of the machine. */
+void ias_spool_set_journal(ias_spool *s);
+/* Appends one record with write() only and returns the id of the segment it
+ * went to (a later append may start a new one). */
+int ias_spool_journal_append(ias_spool *s, const ias_spool_rec *rec,
+                             uint64_t *seg_id) IAS_MUSTCHECK;
+/* Seals the segment being written: the next append starts a new one. */
+void ias_spool_seal(ias_spool *s);
 /* fdatasync of the segment being written if it has unsynced appends. */
 int ias_spool_sync(ias_spool *s) IAS_MUSTCHECK;
 /* Seals the segment being written (the next append starts a new one) and
@@ -237,6 +247,15 @@ typedef struct ias_publisher_opts {
     size_t pack_max;
     size_t pack_max_bytes;
     int pack_wait_ms;
+    /* Crash journal: ias_publisher_publish also appends each event (write()
+     * only, no fsync) to <spool_dir>/journal/seg-*.spool, deleted once its
+     * events are confirmed or spooled, so a crash of the process (SIGKILL,
+     * abort, OOM kill) loses none of the events it held in memory or in
+     * flight. A machine crash can still lose the unsynced tail. A journal left
+     * by a crashed process is moved into the spool by the next
+     * ias_publisher_new (whatever this option says); events confirmed before
+     * the crash are then published again (consumers dedupe by event id). */
+    bool journal;
 } ias_publisher_opts;
 
 /* Every count is in events, whether they travelled alone or packed. */
@@ -264,8 +283,10 @@ ias_publisher *ias_publisher_new(const ias_publisher_opts *opts);
  * (or the publisher thread is gone), it is appended to the spool with write()
  * only and the publisher thread fdatasyncs it within IDLE_POLL_MS (200 ms).
  *
- * What survives: an event in the queue, the overflow buffer or in flight to
- * the broker is lost if the process dies (as any unsent in-memory data); one
+ * What survives: without opts.journal, an event in the queue, the overflow
+ * buffer or in flight to the broker is lost if the process dies (as any unsent
+ * in-memory data); with it, such an event survives a process crash (not a
+ * machine crash) through its journal copy; one
  * appended with write() only survives a process crash but not a machine crash
  * until the publisher's next fdatasync; one in the spool after the publisher
  * thread's fdatasync, or confirmed by the broker, survives both (see the table
