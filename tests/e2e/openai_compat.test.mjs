@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, budgetOf, stopAll } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, budgetOf, stopAll, startInferencePath } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -74,19 +74,7 @@ before(async () => {
   if (skip) return;
   ({ default: OpenAI } = await import(require.resolve('openai')));
   db = createDb('compat');
-  const mock = await startService('mockllm', { IAS_MOCK_CONTEXT: String(CONTEXT) });
-  procs.push(mock);
-  sql(db.dsn, `INSERT INTO models (name, context_length) VALUES ('${MODEL}', ${CONTEXT})`);
-  sql(db.dsn, `INSERT INTO model_backends (model_id, url) SELECT id, '${mock.url}' FROM models`);
-  const common = { IAS_INTERNAL_TOKEN: INTERNAL, IAS_JWT_SECRET: randomBytes(32).toString('hex') };
-  const users = await startService('users', { ...common, IAS_PG_DSN: db.dsn, IAS_SPOOL_DIR: scratchPath('users') });
-  procs.push(users);
-  const router = await startService('router', { ...common, IAS_USERS_URL: users.url, IAS_SPOOL_DIR: scratchPath('router') });
-  procs.push(router);
-  ingress = await startService('ingress', {
-    ...common, IAS_USERS_URL: users.url, IAS_ROUTER_URL: router.url, IAS_PDP_URL: '', IAS_FORWARD_HEADER_PREFIX: 'X-Mock-',
-  });
-  procs.push(ingress);
+  ({ ingress } = await startInferencePath(db, procs, { model: MODEL, context: CONTEXT, internalToken: INTERNAL }));
 });
 
 after(async () => {

@@ -268,3 +268,24 @@ export async function subscribeEvents(keys, onEvent) {
   });
   return { channel, close: () => conn.close() };
 }
+
+/** The inference path in front of one mockllm: the mock registered as model
+ * (context tokens) in db, then users, router and ingress (no pdp: ingress's
+ * built-in allowed-models decision; X-Mock-* headers reach the mock). Every
+ * process started is pushed to procs. */
+export async function startInferencePath(db, procs, { model, context, internalToken }) {
+  const mock = await startService('mockllm', { IAS_MOCK_CONTEXT: String(context) });
+  procs.push(mock);
+  sql(db.dsn, `INSERT INTO models (name, context_length) VALUES ('${model}', ${context})`);
+  sql(db.dsn, `INSERT INTO model_backends (model_id, url) SELECT id, '${mock.url}' FROM models`);
+  const common = { IAS_INTERNAL_TOKEN: internalToken, IAS_JWT_SECRET: randomBytes(32).toString('hex') };
+  const users = await startService('users', { ...common, IAS_PG_DSN: db.dsn, IAS_SPOOL_DIR: scratchPath('users') });
+  procs.push(users);
+  const router = await startService('router', { ...common, IAS_USERS_URL: users.url, IAS_SPOOL_DIR: scratchPath('router') });
+  procs.push(router);
+  const ingress = await startService('ingress', {
+    ...common, IAS_USERS_URL: users.url, IAS_ROUTER_URL: router.url, IAS_PDP_URL: '', IAS_FORWARD_HEADER_PREFIX: 'X-Mock-',
+  });
+  procs.push(ingress);
+  return { mock, users, router, ingress };
+}
