@@ -11,12 +11,11 @@
 //     node --test tests/e2e/embeddings.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator, subscribeEvents, startInferencePath } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator, subscribeEvents, startInferencePath, settledBudget, expectBadRequest, waitFor, budgetOf } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -35,18 +34,6 @@ const usage = [];
 const seedTenant = (opts = {}) => seedTenantIn(db.dsn, opts);
 const sdk = (key) => new OpenAI({ apiKey: key, baseURL: `${ingress.url}/v1`, maxRetries: 0, timeout: 20000 });
 
-function redis(...args) {
-  const u = new URL(env.IAS_REDIS_URL);
-  return execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port || '6379', ...args], { encoding: 'utf8' })
-    .replace(/\n$/, '').split('\n');
-}
-
-const month = () => new Date().toISOString().slice(0, 7).replace('-', '');
-function budgetOf(org) {
-  const [used, reserved] = redis('HMGET', `ias:budget:${org}:${month()}`, 'used', 'reserved');
-  return { used: Number(used || 0), reserved: Number(reserved || 0) };
-}
-
 /** What ingress reserves for a text request's inputs, an upper bound no
  * tokenizer exceeds (ias_openai_prompt_tokens_max): the bytes the SDK sends
  * (it adds encoding_format when the caller did not) plus 8 per input plus 64. */
@@ -57,23 +44,7 @@ function inputMax(body) {
 }
 
 /** The org's budget once the router's settle has landed (nothing reserved). */
-async function settled(org) {
-  const end = Date.now() + 10000;
-  for (;;) {
-    const b = budgetOf(org);
-    if (b.reserved === 0 || Date.now() > end) return b;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
-async function waitFor(fn, ms = 5000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v || Date.now() > end) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 /** A base64 embedding as OpenAI and vLLM send it: little-endian float32. */
@@ -82,14 +53,6 @@ function decode(b64) {
   return Array.from({ length: buf.length / 4 }, (_, i) => buf.readFloatLE(4 * i));
 }
 
-function expect400(param, message) {
-  return (e) => {
-    assert.ok(e instanceof OpenAI.BadRequestError, `${e?.constructor?.name}: ${e?.message}`);
-    assert.equal(e.param, param);
-    if (message) assert.match(e.message, message);
-    return true;
-  };
-}
 
 before(async () => {
   if (skip) return;
@@ -158,7 +121,7 @@ test('an array of strings, token ids, arrays of token ids; dimensions', { skip }
   for (const x of small.data) assert.equal(x.embedding.length, 4);
 
   // billed: the prompt tokens the backend reported, nothing else
-  const b = await settled(t.org);
+  const b = await settledBudget(t.org);
   assert.deepEqual(b, { used: 2 + 5 + 3 + 5 + 4, reserved: 0 }); // "three" = 1 word + 1
 });
 
@@ -176,7 +139,7 @@ test('usage.recorded.v1: prompt_tokens as billed, completion 0, stream false', {
   assert.equal(ev.aborted, false);
   assert.equal(ev.status, 200);
   assert.equal(ev.user_id, t.user);
-  assert.deepEqual(await settled(t.org), { used: 6, reserved: 0 });
+  assert.deepEqual(await settledBudget(t.org), { used: 6, reserved: 0 });
 });
 
 test('a budget too small for the input: 429 insufficient_quota, nothing booked', { skip }, async () => {
@@ -193,7 +156,7 @@ test('a budget too small for the input: 429 insufficient_quota, nothing booked',
   // The small input fits the same budget; the settle books what was billed (3).
   const ok = await sdk(t.key).embeddings.create(small);
   assert.equal(ok.usage.prompt_tokens, 3);
-  assert.deepEqual(await settled(t.org), { used: 3, reserved: 0 });
+  assert.deepEqual(await settledBudget(t.org), { used: 3, reserved: 0 });
 });
 
 test('errors: unknown model 404, missing or malformed input 400 naming it', { skip }, async () => {
@@ -205,17 +168,17 @@ test('errors: unknown model 404, missing or malformed input 400 naming it', { sk
     assert.equal(e.param, 'model');
     return true;
   });
-  await assert.rejects(c.embeddings.create({ model: MODEL }), expect400('input', /'input' is a required property/));
-  await assert.rejects(c.embeddings.create({ model: MODEL, input: [] }), expect400('input', /empty array/));
+  await assert.rejects(c.embeddings.create({ model: MODEL }), expectBadRequest('input', /'input' is a required property/));
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: [] }), expectBadRequest('input', /empty array/));
   await assert.rejects(c.embeddings.create({ model: MODEL, input: ['a', 3] }),
-    expect400('input[1]', /expected a string, but got an integer/));
+    expectBadRequest('input[1]', /expected a string, but got an integer/));
   await assert.rejects(c.embeddings.create({ model: MODEL, input: [[1], [-1]] }),
-    expect400('input[1][0]', /Expected a value >= 0/));
+    expectBadRequest('input[1][0]', /Expected a value >= 0/));
   await assert.rejects(c.embeddings.create({ model: MODEL, input: Array(2049).fill('a') }),
-    expect400('input', /maximum length 2048/));
+    expectBadRequest('input', /maximum length 2048/));
   await assert.rejects(c.embeddings.create({ model: MODEL, input: 'x', encoding_format: 'int8' }),
-    expect400('encoding_format'));
-  await assert.rejects(c.embeddings.create({ model: MODEL, input: 'x', dimensions: 0 }), expect400('dimensions'));
+    expectBadRequest('encoding_format'));
+  await assert.rejects(c.embeddings.create({ model: MODEL, input: 'x', dimensions: 0 }), expectBadRequest('dimensions'));
   await assert.rejects(sdk('sk-not-an-ias-key').embeddings.create({ model: MODEL, input: 'x' }), OpenAI.AuthenticationError);
   // a backend failure is retried, then answered in OpenAI's shape
   await assert.rejects(c.embeddings.create({ model: MODEL, input: 'x' }, { headers: { 'X-Mock-Fault': 'status=503' } }),

@@ -13,7 +13,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
-import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator, subscribeEvents } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, api, startService, scratchPath, seedTenant as seedTenantIn, stopAll, eventValidator, subscribeEvents, waitFor } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -47,15 +47,6 @@ const seedTenant = () => seedTenantIn(db.dsn);
 
 const sdk = (key) => new OpenAI({ apiKey: key, baseURL: `${ingress.url}/v1`, maxRetries: 0, timeout: 20000 });
 
-async function waitFor(fn, ms = 5000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 let tA, tB, tC;
 

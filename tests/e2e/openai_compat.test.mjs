@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, budgetOf, stopAll, startInferencePath } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, sql, startService, scratchPath, seedTenant as seedTenantIn, budgetOf, stopAll, startInferencePath, settledBudget, expectBadRequest } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -34,14 +34,6 @@ const seedTenant = (opts = {}) => seedTenantIn(db.dsn, opts);
 const sdk = (key) => new OpenAI({ apiKey: key, baseURL: `${ingress.url}/v1`, maxRetries: 0, timeout: 20000 });
 
 /** The org's budget once the router's settle has landed (nothing reserved). */
-async function settled(org) {
-  const end = Date.now() + 10000;
-  for (;;) {
-    const b = budgetOf(org);
-    if (b.reserved === 0 || Date.now() > end) return b;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function collect(stream) {
   const chunks = [];
@@ -60,15 +52,6 @@ function textByIndex(chunks) {
   return out;
 }
 
-function expect400(param, message) {
-  return (e) => {
-    assert.ok(e instanceof OpenAI.BadRequestError, `${e?.constructor?.name}: ${e?.message}`);
-    assert.equal(e.status, 400);
-    assert.equal(e.param, param);
-    if (message) assert.match(e.message, message);
-    return true;
-  };
-}
 
 before(async () => {
   if (skip) return;
@@ -139,7 +122,7 @@ test('chat n: 2, streaming: interleaved choices, usage sums both', { skip }, asy
   assert.deepEqual(last.choices, []);
   assert.deepEqual(last.usage, { prompt_tokens: CHAT_PROMPT, completion_tokens: 8, total_tokens: CHAT_PROMPT + 8 });
   // billed: both calls, every choice
-  const b = await settled(t.org);
+  const b = await settledBudget(t.org);
   assert.deepEqual(b, { used: 2 * (CHAT_PROMPT + 8), reserved: 0 });
 });
 
@@ -202,7 +185,7 @@ test('completions: token ids, and arrays of token ids', { skip }, async () => {
   // echo mode shows what the model server received: the ids, untouched
   const echo = await c.completions.create({ model: MODEL, prompt: [5, 6, 7] }, { headers: { 'X-Mock-Echo': '1' } });
   assert.equal(echo.choices[0].text, '5 6 7');
-  const b = await settled(t.org);
+  const b = await settledBudget(t.org);
   assert.equal(b.reserved, 0);
 });
 
@@ -210,27 +193,27 @@ test('invalid n and prompt forms: BadRequestError naming the parameter', { skip 
   const t = seedTenant();
   const c = sdk(t.key);
   await assert.rejects(c.chat.completions.create({ model: MODEL, messages, n: 0 }),
-    expect400('n', /Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead\./));
+    expectBadRequest('n', /Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead\./));
   await assert.rejects(c.chat.completions.create({ model: MODEL, messages, n: 129 }),
-    expect400('n', /Expected a value <= 128, but got 129 instead\./));
+    expectBadRequest('n', /Expected a value <= 128, but got 129 instead\./));
   await assert.rejects(c.chat.completions.create({ model: MODEL, messages, n: 1.5 }),
-    expect400('n', /Invalid type for 'n': expected an integer, but got a decimal instead\./));
-  await assert.rejects(c.completions.create({ model: MODEL, prompt: 'x', n: 129 }), expect400('n'));
+    expectBadRequest('n', /Invalid type for 'n': expected an integer, but got a decimal instead\./));
+  await assert.rejects(c.completions.create({ model: MODEL, prompt: 'x', n: 129 }), expectBadRequest('n'));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: 'x', n: 3, best_of: 2 }),
-    expect400('best_of', /best_of must be greater than or equal to n \(3\)/));
+    expectBadRequest('best_of', /best_of must be greater than or equal to n \(3\)/));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: 'x', best_of: 2, stream: true }),
-    expect400('best_of', /cannot be used with stream/));
+    expectBadRequest('best_of', /cannot be used with stream/));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: ['a', 'b', 3] }),
-    expect400('prompt[2]', /Invalid type for 'prompt\[2\]': expected a string, but got an integer instead\./));
+    expectBadRequest('prompt[2]', /Invalid type for 'prompt\[2\]': expected a string, but got an integer instead\./));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: [1, 'a'] }),
-    expect400('prompt[1]', /expected an integer, but got a string/));
+    expectBadRequest('prompt[1]', /expected an integer, but got a string/));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: [[1, 2], []] }),
-    expect400('prompt[1]', /Invalid 'prompt\[1\]': empty array/));
+    expectBadRequest('prompt[1]', /Invalid 'prompt\[1\]': empty array/));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: [[1, 2], [3, 'x']] }),
-    expect400('prompt[1][1]', /expected an integer, but got a string/));
+    expectBadRequest('prompt[1][1]', /expected an integer, but got a string/));
   await assert.rejects(c.completions.create({ model: MODEL, prompt: [-1] }),
-    expect400('prompt[0]', /Expected a value >= 0, but got -1 instead\./));
-  await assert.rejects(c.completions.create({ model: MODEL, prompt: [] }), expect400('prompt', /empty array/));
+    expectBadRequest('prompt[0]', /Expected a value >= 0, but got -1 instead\./));
+  await assert.rejects(c.completions.create({ model: MODEL, prompt: [] }), expectBadRequest('prompt', /empty array/));
 });
 
 // ---- budgets ----
@@ -260,7 +243,7 @@ test('a budget that covers one completion but not k refuses k (429 insufficient_
   const t = seedTenant({ budget: promptMax(one) + 50 });
   const ok = await sdk(t.key).completions.create(one);
   assert.equal(ok.usage.completion_tokens, 50);
-  const b = await settled(t.org);
+  const b = await settledBudget(t.org);
   assert.deepEqual(b, { used: ok.usage.total_tokens, reserved: 0 });
 });
 
@@ -278,7 +261,7 @@ test('no max_tokens: the clamp shares the grant among the k completions, usage s
     assert.equal(x.text.split(' ').length, 10);
   }
   assert.deepEqual([r.usage.prompt_tokens, r.usage.completion_tokens], [8, 40]);
-  const b = await settled(t.org);
+  const b = await settledBudget(t.org);
   assert.deepEqual(b, { used: 48, reserved: 0 });
   assert.ok(b.used <= budget);
 
@@ -292,7 +275,7 @@ test('no max_tokens: the clamp shares the grant among the k completions, usage s
   for (const s of text.values()) assert.equal(s.split(' ').length, 17);
   const usage = chunks.at(-1).usage;
   assert.deepEqual([usage.prompt_tokens, usage.completion_tokens], [CHAT_PROMPT, 51]);
-  const bu = await settled(u.org);
+  const bu = await settledBudget(u.org);
   assert.deepEqual(bu, { used: CHAT_PROMPT + 51, reserved: 0 });
   assert.ok(bu.used <= ubudget);
 

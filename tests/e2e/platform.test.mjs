@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { root, binDir, stackEnv, createDb, startService, uniqueName, stopAll } from '../lib/harness.mjs';
+import { root, binDir, stackEnv, createDb, startService, uniqueName, stopAll, waitFor } from '../lib/harness.mjs';
 
 const require = createRequire(join(root, 'tests', 'e2e', 'package.json'));
 const env = stackEnv();
@@ -94,15 +94,6 @@ function login(who) {
 const sdk = (apiKey) => new OpenAI({ apiKey, baseURL: `${ingress.url}/v1`, maxRetries: 0, timeout: 20000 });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls fn (sync or async) until it returns a truthy value or ms pass; returns the last value. */
-async function waitFor(fn, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v || Date.now() > end) return v;
-    await sleep(200);
-  }
-}
 
 // Decimal strings as integers of 1e-9 units, so costs compare exactly.
 const SCALE = 9;

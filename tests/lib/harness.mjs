@@ -289,3 +289,34 @@ export async function startInferencePath(db, procs, { model, context, internalTo
   procs.push(ingress);
   return { mock, users, router, ingress };
 }
+
+/** Polls fn (sync or async) every stepMs until it returns something truthy or
+ * ms have passed; returns its last value. */
+export async function waitFor(fn, ms = 5000, stepMs = 50) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+/** The org's budget counters once the router's settle has landed (nothing
+ * reserved), or as they are after 10 s. */
+export async function settledBudget(org) {
+  const b = await waitFor(() => { const x = budgetOf(org); return x.reserved === 0 ? x : null; }, 10000, 25);
+  return b ?? budgetOf(org);
+}
+
+/** For assert.rejects: the OpenAI SDK's BadRequestError (400) naming param,
+ * its message matching message when given. */
+export function expectBadRequest(param, message) {
+  return (e) => {
+    if (e?.constructor?.name !== 'BadRequestError' || e.status !== 400) {
+      throw new Error(`expected BadRequestError 400, got ${e?.constructor?.name}: ${e?.message}`);
+    }
+    if (e.param !== param) throw new Error(`param ${JSON.stringify(e.param)}, expected ${JSON.stringify(param)}`);
+    if (message && !message.test(e.message)) throw new Error(`message ${JSON.stringify(e.message)} does not match ${message}`);
+    return true;
+  };
+}
