@@ -107,29 +107,44 @@ static int parse_bool(const cJSON *obj, const char *key, const char *prefix, boo
     return IAS_OK;
 }
 
-static int parse_max_tokens(const cJSON *body, const char *key, long *out, ias_openai_error *err)
+/* v is an integer in [lo, hi], or the 400 OpenAI answers (param names it). */
+static int check_int(const cJSON *v, const char *param, long lo, long hi, ias_openai_error *err)
+{
+    if (!is_integral(v))
+        return type_error(err, param, "an integer", v);
+    if (v->valuedouble < (double)lo)
+        return fail(err, param,
+                    "Invalid '%s': integer below minimum value. Expected a value >= %ld, but got "
+                    "%.17g instead.",
+                    param, lo, v->valuedouble);
+    if (v->valuedouble > (double)hi)
+        return fail(err, param,
+                    "Invalid '%s': integer above maximum value. Expected a value <= %ld, but got "
+                    "%.17g instead.",
+                    param, hi, v->valuedouble);
+    return IAS_OK;
+}
+
+/* An optional integer field in [lo, hi]; *out is 0 when absent or null. */
+static int parse_int(const cJSON *body, const char *key, long lo, long hi, long *out,
+                     ias_openai_error *err)
 {
     const cJSON *v;
 
+    *out = 0;
     if (get_unique(body, key, "", &v, err) != IAS_OK)
         return IAS_ERR;
-    *out = 0;
     if (!given(v))
         return IAS_OK;
-    if (!is_integral(v))
-        return type_error(err, key, "an integer", v);
-    if (v->valuedouble < 1)
-        return fail(err, key,
-                    "Invalid '%s': integer below minimum value. Expected a value >= 1, but got "
-                    "%.17g instead.",
-                    key, v->valuedouble);
-    if (v->valuedouble > IAS_OPENAI_MAX_TOKENS_LIMIT)
-        return fail(err, key,
-                    "Invalid '%s': integer above maximum value. Expected a value <= %d, but got "
-                    "%.17g instead.",
-                    key, IAS_OPENAI_MAX_TOKENS_LIMIT, v->valuedouble);
+    if (check_int(v, key, lo, hi, err) != IAS_OK)
+        return IAS_ERR;
     *out = (long)v->valuedouble;
     return IAS_OK;
+}
+
+static int parse_max_tokens(const cJSON *body, const char *key, long *out, ias_openai_error *err)
+{
+    return parse_int(body, key, 1, IAS_OPENAI_MAX_TOKENS_LIMIT, out, err);
 }
 
 static int parse_range(const cJSON *body, const char *key, double lo, double hi, bool *has,
@@ -206,26 +221,11 @@ static int parse_stream(const cJSON *body, ias_openai_request *out, ias_openai_e
 
 static int parse_n(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
 {
-    const cJSON *v;
+    long n;
 
-    if (get_unique(body, "n", "", &v, err) != IAS_OK)
+    if (parse_int(body, "n", 1, IAS_OPENAI_MAX_N, &n, err) != IAS_OK)
         return IAS_ERR;
-    out->n = 1;
-    if (!given(v))
-        return IAS_OK;
-    if (!is_integral(v))
-        return type_error(err, "n", "an integer", v);
-    if (v->valuedouble < 1)
-        return fail(err, "n",
-                    "Invalid 'n': integer below minimum value. Expected a value >= 1, but got "
-                    "%.17g instead.",
-                    v->valuedouble);
-    if (v->valuedouble > IAS_OPENAI_MAX_N)
-        return fail(err, "n",
-                    "Invalid 'n': integer above maximum value. Expected a value <= %d, but got "
-                    "%.17g instead.",
-                    IAS_OPENAI_MAX_N, v->valuedouble);
-    out->n = (int)v->valuedouble;
+    out->n = n > 0 ? (int)n : 1;
     return IAS_OK;
 }
 
@@ -234,28 +234,21 @@ static int parse_n(const cJSON *body, ias_openai_request *out, ias_openai_error 
  * billed, so budgets must reserve for best_of, not n. */
 static int parse_best_of(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
 {
-    const cJSON *v;
+    long best_of;
 
-    if (get_unique(body, "best_of", "", &v, err) != IAS_OK)
+    if (parse_int(body, "best_of", 1, IAS_OPENAI_MAX_N, &best_of, err) != IAS_OK)
         return IAS_ERR;
     out->best_of = out->n;
-    if (!given(v))
+    if (best_of == 0)
         return IAS_OK;
-    if (!is_integral(v))
-        return type_error(err, "best_of", "an integer", v);
-    if (v->valuedouble < out->n)
+    if (best_of < out->n)
         return fail(err, "best_of",
                     "Invalid 'best_of': best_of must be greater than or equal to n (%d), but got "
-                    "%.17g instead.",
-                    out->n, v->valuedouble);
-    if (v->valuedouble > IAS_OPENAI_MAX_N)
-        return fail(err, "best_of",
-                    "Invalid 'best_of': integer above maximum value. Expected a value <= %d, but "
-                    "got %.17g instead.",
-                    IAS_OPENAI_MAX_N, v->valuedouble);
-    if (out->stream && v->valuedouble > out->n)
+                    "%ld instead.",
+                    out->n, best_of);
+    if (out->stream && best_of > out->n)
         return fail(err, "best_of", "best_of greater than n cannot be used with stream.");
-    out->best_of = (int)v->valuedouble;
+    out->best_of = (int)best_of;
     return IAS_OK;
 }
 
@@ -503,19 +496,7 @@ static int too_many_token_ids(ias_openai_error *err, const char *key)
 /* One token id: an integer in [0, 2^31 - 1], as vLLM and OpenAI take them. */
 static int check_token_id(const cJSON *v, const char *param, ias_openai_error *err)
 {
-    if (!is_integral(v))
-        return type_error(err, param, "an integer", v);
-    if (v->valuedouble < 0)
-        return fail(err, param,
-                    "Invalid '%s': integer below minimum value. Expected a value >= 0, but got "
-                    "%.17g instead.",
-                    param, v->valuedouble);
-    if (v->valuedouble > 2147483647.0)
-        return fail(err, param,
-                    "Invalid '%s': integer above maximum value. Expected a value <= 2147483647, "
-                    "but got %.17g instead.",
-                    param, v->valuedouble);
-    return IAS_OK;
+    return check_int(v, param, 0, 2147483647L, err);
 }
 
 /* key[i] of an array of token-id arrays: a non-empty array of token ids. */
@@ -642,26 +623,11 @@ static int parse_encoding_format(const cJSON *body, ias_openai_request *out, ias
  * their vectors to that size; the others refuse it themselves). */
 static int parse_dimensions(const cJSON *body, ias_openai_request *out, ias_openai_error *err)
 {
-    const cJSON *v;
+    long d;
 
-    if (get_unique(body, "dimensions", "", &v, err) != IAS_OK)
+    if (parse_int(body, "dimensions", 1, IAS_OPENAI_MAX_DIMENSIONS, &d, err) != IAS_OK)
         return IAS_ERR;
-    out->dimensions = 0;
-    if (!given(v))
-        return IAS_OK;
-    if (!is_integral(v))
-        return type_error(err, "dimensions", "an integer", v);
-    if (v->valuedouble < 1)
-        return fail(err, "dimensions",
-                    "Invalid 'dimensions': integer below minimum value. Expected a value >= 1, "
-                    "but got %.17g instead.",
-                    v->valuedouble);
-    if (v->valuedouble > IAS_OPENAI_MAX_DIMENSIONS)
-        return fail(err, "dimensions",
-                    "Invalid 'dimensions': integer above maximum value. Expected a value <= %d, "
-                    "but got %.17g instead.",
-                    IAS_OPENAI_MAX_DIMENSIONS, v->valuedouble);
-    out->dimensions = (int)v->valuedouble;
+    out->dimensions = (int)d;
     return IAS_OK;
 }
 
